@@ -1,0 +1,1 @@
+//! Everything that moves bytes: executors, listeners, the cross-core mesh.
