@@ -1,0 +1,542 @@
+//! Native codec: request and response bodies (bincode, fixed-width little-endian integers).
+//!
+//! The header opcode names the command or reply kind; the body holds that variant's fields only.
+//! Encoders write straight into a caller-owned `BytesMut`; decoders borrow from the frame body.
+
+use std::borrow::Cow;
+
+use bincode::Options;
+use bytes::{BufMut, BytesMut};
+use serde::Serialize;
+
+use crate::command::{Command, Credentials, Expiry, SetCond};
+use crate::error::{EncodeError, ProtoError};
+use crate::frame::{Epoch, Header, FLAG_RESPONSE, HEADER_LEN, VERSION};
+use crate::limits::Limits;
+use crate::opcode::{Opcode, ReplyCode};
+use crate::response::{ErrorKind, Response, Topology, ValueRef};
+
+/// The bincode configuration of every body: fixint, little-endian, bounded, no trailing bytes.
+fn opts(limit: usize) -> impl Options + Copy {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_little_endian()
+        .reject_trailing_bytes()
+        .with_limit(limit as u64)
+}
+
+/// Appends header + body to `out`; on failure `out` is left as it was.
+fn write_frame<F>(
+    out: &mut BytesMut,
+    opcode: u8,
+    flags: u16,
+    request_id: u64,
+    epoch: Epoch,
+    body: F,
+) -> Result<(), EncodeError>
+where
+    F: FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+{
+    let start = out.len();
+    out.put_slice(&[0u8; HEADER_LEN]);
+    let res = body(out).and_then(|()| {
+        let len = out.len() - start - HEADER_LEN;
+        u32::try_from(len).map_err(|_| EncodeError::BodyTooLarge(len))
+    });
+    match res {
+        Ok(body_len) => {
+            let header = Header {
+                version: VERSION,
+                opcode,
+                flags,
+                request_id,
+                epoch,
+                body_len,
+            };
+            if let Some(dst) = out.get_mut(start..start + HEADER_LEN) {
+                dst.copy_from_slice(&header.to_bytes());
+            }
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+/// Serialises `value` as a body, reserving its exact size first.
+fn ser<T: Serialize + ?Sized>(out: &mut BytesMut, value: &T) -> Result<(), EncodeError> {
+    let o = opts(usize::MAX);
+    let size = o.serialized_size(value)?;
+    let size = usize::try_from(size).map_err(|_| EncodeError::BodyTooLarge(usize::MAX))?;
+    if size > u32::MAX as usize {
+        return Err(EncodeError::BodyTooLarge(size));
+    }
+    out.reserve(size);
+    o.serialize_into(out.writer(), value)?;
+    Ok(())
+}
+
+/// Appends one request frame for `cmd` to `out`.
+pub fn encode_request(
+    out: &mut BytesMut,
+    request_id: u64,
+    epoch: Epoch,
+    cmd: &Command<'_>,
+) -> Result<(), EncodeError> {
+    write_frame(out, cmd.opcode().into(), 0, request_id, epoch, |out| {
+        encode_request_body(out, cmd)
+    })
+}
+
+fn creds_tuple<'a>(c: &Credentials<'a>) -> (Option<&'a [u8]>, &'a [u8]) {
+    (c.username, c.password)
+}
+
+fn encode_request_body(out: &mut BytesMut, cmd: &Command<'_>) -> Result<(), EncodeError> {
+    match cmd {
+        Command::Get { key }
+        | Command::GetVersion { key }
+        | Command::Persist { key }
+        | Command::InvalidatePrefix { prefix: key }
+        | Command::InvalidateTag { tag: key }
+        | Command::ConfigGet { pattern: key }
+        | Command::ClientSetName { name: key } => ser(out, key),
+        Command::Set {
+            key,
+            value,
+            expiry,
+            cond,
+            if_version,
+            tags,
+            get_version,
+        } => ser(
+            out,
+            &(key, value, expiry, cond, if_version, tags, get_version),
+        ),
+        Command::Del { keys }
+        | Command::Exists { keys }
+        | Command::Touch { keys }
+        | Command::MGet { keys } => ser(out, keys),
+        Command::Expire { key, ms } => ser(out, &(key, ms)),
+        Command::Ttl { key, millis } => ser(out, &(key, millis)),
+        Command::MSet { pairs } => ser(out, pairs),
+        Command::IncrBy { key, delta } => ser(out, &(key, delta)),
+        Command::Ping { msg } => ser(out, msg),
+        Command::Hello { version, auth } => ser(out, &(version, auth.as_ref().map(creds_tuple))),
+        Command::Auth { creds } => ser(out, &creds_tuple(creds)),
+        Command::Select { db } => ser(out, db),
+        Command::Flush
+        | Command::Stats
+        | Command::Topology
+        | Command::CommandDocs
+        | Command::Quit
+        | Command::ClientSetInfo => Ok(()),
+    }
+}
+
+/// Decodes a request body; keys and values borrow from `body`.
+pub fn decode_request<'a>(
+    header: &Header,
+    body: &'a [u8],
+    limits: &Limits,
+) -> Result<Command<'a>, ProtoError> {
+    let op = Opcode::from_u8(header.opcode).ok_or(ProtoError::UnknownOpcode(header.opcode))?;
+    let o = opts(limits.max_frame);
+    let cmd = match op {
+        Opcode::Get => Command::Get {
+            key: o.deserialize(body)?,
+        },
+        Opcode::GetVersion => Command::GetVersion {
+            key: o.deserialize(body)?,
+        },
+        Opcode::Persist => Command::Persist {
+            key: o.deserialize(body)?,
+        },
+        Opcode::InvalidatePrefix => Command::InvalidatePrefix {
+            prefix: o.deserialize(body)?,
+        },
+        Opcode::InvalidateTag => Command::InvalidateTag {
+            tag: o.deserialize(body)?,
+        },
+        Opcode::ConfigGet => Command::ConfigGet {
+            pattern: o.deserialize(body)?,
+        },
+        Opcode::ClientSetName => Command::ClientSetName {
+            name: o.deserialize(body)?,
+        },
+        Opcode::Set => {
+            type SetBody<'b> = (
+                &'b [u8],
+                &'b [u8],
+                Expiry,
+                SetCond,
+                Option<u64>,
+                Vec<&'b [u8]>,
+                bool,
+            );
+            let (key, value, expiry, cond, if_version, tags, get_version): SetBody<'a> =
+                o.deserialize(body)?;
+            Command::Set {
+                key,
+                value,
+                expiry,
+                cond,
+                if_version,
+                tags,
+                get_version,
+            }
+        }
+        Opcode::Del => Command::Del {
+            keys: o.deserialize(body)?,
+        },
+        Opcode::Exists => Command::Exists {
+            keys: o.deserialize(body)?,
+        },
+        Opcode::Touch => Command::Touch {
+            keys: o.deserialize(body)?,
+        },
+        Opcode::MGet => Command::MGet {
+            keys: o.deserialize(body)?,
+        },
+        Opcode::Expire => {
+            let (key, ms) = o.deserialize(body)?;
+            Command::Expire { key, ms }
+        }
+        Opcode::Ttl => {
+            let (key, millis) = o.deserialize(body)?;
+            Command::Ttl { key, millis }
+        }
+        Opcode::MSet => Command::MSet {
+            pairs: o.deserialize(body)?,
+        },
+        Opcode::IncrBy => {
+            let (key, delta) = o.deserialize(body)?;
+            Command::IncrBy { key, delta }
+        }
+        Opcode::Ping => Command::Ping {
+            msg: o.deserialize(body)?,
+        },
+        Opcode::Hello => {
+            type HelloBody<'b> = (Option<u8>, Option<(Option<&'b [u8]>, &'b [u8])>);
+            let (version, auth): HelloBody<'a> = o.deserialize(body)?;
+            Command::Hello {
+                version,
+                auth: auth.map(|(username, password)| Credentials { username, password }),
+            }
+        }
+        Opcode::Auth => {
+            let (username, password) = o.deserialize(body)?;
+            Command::Auth {
+                creds: Credentials { username, password },
+            }
+        }
+        Opcode::Select => Command::Select {
+            db: o.deserialize(body)?,
+        },
+        Opcode::Flush => unit(o, body, Command::Flush)?,
+        Opcode::Stats => unit(o, body, Command::Stats)?,
+        Opcode::Topology => unit(o, body, Command::Topology)?,
+        Opcode::CommandDocs => unit(o, body, Command::CommandDocs)?,
+        Opcode::Quit => unit(o, body, Command::Quit)?,
+        Opcode::ClientSetInfo => unit(o, body, Command::ClientSetInfo)?,
+    };
+    cmd.check_limits(limits)?;
+    Ok(cmd)
+}
+
+/// Checks that a body-less message has an empty body, then yields `v`.
+fn unit<T>(o: impl Options, body: &[u8], v: T) -> Result<T, ProtoError> {
+    o.deserialize::<()>(body)?;
+    Ok(v)
+}
+
+/// Appends one response frame for `resp` to `out`.
+pub fn encode_response(
+    out: &mut BytesMut,
+    request_id: u64,
+    epoch: Epoch,
+    resp: &Response<'_>,
+) -> Result<(), EncodeError> {
+    write_frame(
+        out,
+        reply_code(resp).into(),
+        FLAG_RESPONSE,
+        request_id,
+        epoch,
+        |out| match resp {
+            Response::Ok | Response::Nil | Response::Pong => Ok(()),
+            Response::Value {
+                value,
+                version,
+                ttl_ms,
+            } => {
+                put_value_body(out, value, *version, *ttl_ms);
+                Ok(())
+            }
+            Response::Int(i) => ser(out, i),
+            Response::Bool(b) => ser(out, b),
+            Response::Values(v) => ser(out, v),
+            Response::Bulk(b) => ser(out, b),
+            Response::Stats(s) => ser(out, s),
+            Response::Topology(t) => ser(out, t),
+            Response::Pairs(p) => ser(out, p),
+            Response::Hello { proto, id } => ser(out, &(proto, id)),
+            Response::Error { kind, message } => ser(out, &(kind, message)),
+        },
+    )
+}
+
+/// The reply code naming a response's variant.
+pub fn reply_code(resp: &Response<'_>) -> ReplyCode {
+    match resp {
+        Response::Ok => ReplyCode::Ok,
+        Response::Nil => ReplyCode::Nil,
+        Response::Value { .. } => ReplyCode::Value,
+        Response::Int(_) => ReplyCode::Int,
+        Response::Bool(_) => ReplyCode::Bool,
+        Response::Values(_) => ReplyCode::Values,
+        Response::Bulk(_) => ReplyCode::Bulk,
+        Response::Pong => ReplyCode::Pong,
+        Response::Stats(_) => ReplyCode::Stats,
+        Response::Topology(_) => ReplyCode::Topology,
+        Response::Pairs(_) => ReplyCode::Pairs,
+        Response::Hello { .. } => ReplyCode::Hello,
+        Response::Error { .. } => ReplyCode::Error,
+    }
+}
+
+/// Writes the `Value` body by hand, byte-identical to bincode's `(value, version, ttl_ms)`.
+fn put_value_body(out: &mut BytesMut, value: &[u8], version: u64, ttl_ms: Option<u64>) {
+    out.reserve(8 + value.len() + 8 + 9);
+    out.put_u64_le(value.len() as u64);
+    out.put_slice(value);
+    out.put_u64_le(version);
+    match ttl_ms {
+        None => out.put_u8(0),
+        Some(t) => {
+            out.put_u8(1);
+            out.put_u64_le(t);
+        }
+    }
+}
+
+/// Fast path for a GET hit: appends a `Response::Value` frame without building a `Response`.
+pub fn encode_value_reply(
+    out: &mut BytesMut,
+    request_id: u64,
+    epoch: Epoch,
+    value: &[u8],
+    version: u64,
+    ttl_ms: Option<u64>,
+) -> Result<(), EncodeError> {
+    write_frame(
+        out,
+        ReplyCode::Value.into(),
+        FLAG_RESPONSE,
+        request_id,
+        epoch,
+        |out| {
+            put_value_body(out, value, version, ttl_ms);
+            Ok(())
+        },
+    )
+}
+
+/// Decodes a response body; values borrow from `body`.
+pub fn decode_response<'a>(
+    header: &Header,
+    body: &'a [u8],
+    limits: &Limits,
+) -> Result<Response<'a>, ProtoError> {
+    let code = ReplyCode::from_u8(header.opcode).ok_or(ProtoError::UnknownOpcode(header.opcode))?;
+    let o = opts(limits.max_frame);
+    Ok(match code {
+        ReplyCode::Ok => unit(o, body, Response::Ok)?,
+        ReplyCode::Nil => unit(o, body, Response::Nil)?,
+        ReplyCode::Pong => unit(o, body, Response::Pong)?,
+        ReplyCode::Value => {
+            let (value, version, ttl_ms) = o.deserialize(body)?;
+            Response::Value {
+                value,
+                version,
+                ttl_ms,
+            }
+        }
+        ReplyCode::Int => Response::Int(o.deserialize(body)?),
+        ReplyCode::Bool => Response::Bool(o.deserialize(body)?),
+        ReplyCode::Values => {
+            let v: Vec<Option<ValueRef<'a>>> = o.deserialize(body)?;
+            if v.len() > limits.max_args {
+                return Err(crate::error::TooLarge {
+                    what: "argument count",
+                    len: v.len(),
+                    max: limits.max_args,
+                }
+                .into());
+            }
+            Response::Values(v)
+        }
+        ReplyCode::Bulk => Response::Bulk(o.deserialize(body)?),
+        ReplyCode::Stats => {
+            let s: Vec<(&'a str, u64)> = o.deserialize(body)?;
+            Response::Stats(s.into_iter().map(|(k, v)| (Cow::Borrowed(k), v)).collect())
+        }
+        ReplyCode::Topology => Response::Topology(o.deserialize::<Topology>(body)?),
+        ReplyCode::Pairs => Response::Pairs(o.deserialize(body)?),
+        ReplyCode::Hello => {
+            let (proto, id) = o.deserialize(body)?;
+            Response::Hello { proto, id }
+        }
+        ReplyCode::Error => {
+            let (kind, message): (ErrorKind, &'a str) = o.deserialize(body)?;
+            Response::Error {
+                kind,
+                message: Cow::Borrowed(message),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::decode_frame;
+
+    fn round_trip_cmd(cmd: &Command<'_>) {
+        let l = Limits::default();
+        let mut out = BytesMut::new();
+        encode_request(&mut out, 42, 9, cmd).unwrap();
+        let f = decode_frame(&out, &l).unwrap().unwrap();
+        assert_eq!(f.len(), out.len());
+        assert_eq!(f.header.request_id, 42);
+        assert_eq!(f.header.epoch, 9);
+        assert!(!f.header.is_response());
+        assert_eq!(&decode_request(&f.header, f.body(&out), &l).unwrap(), cmd);
+    }
+
+    #[test]
+    fn request_examples() {
+        round_trip_cmd(&Command::Get { key: b"hello" });
+        round_trip_cmd(&Command::Set {
+            key: b"k",
+            value: b"v",
+            expiry: Expiry::RelativeMs(1500),
+            cond: SetCond::Nx,
+            if_version: Some(7),
+            tags: vec![b"t1", b"t2"],
+            get_version: true,
+        });
+        round_trip_cmd(&Command::Flush);
+        round_trip_cmd(&Command::Hello {
+            version: Some(1),
+            auth: Some(Credentials {
+                username: None,
+                password: b"pw",
+            }),
+        });
+    }
+
+    #[test]
+    fn get_body_layout() {
+        let mut out = BytesMut::new();
+        encode_request(&mut out, 1, 0, &Command::Get { key: b"ab" }).unwrap();
+        assert_eq!(&out[HEADER_LEN..], b"\x02\0\0\0\0\0\0\0ab");
+    }
+
+    #[test]
+    fn fast_path_matches_generic_encoder() {
+        for ttl in [None, Some(0), Some(12345)] {
+            let mut a = BytesMut::new();
+            let mut b = BytesMut::new();
+            encode_value_reply(&mut a, 5, 6, b"value", 77, ttl).unwrap();
+            let r = Response::Value {
+                value: b"value",
+                version: 77,
+                ttl_ms: ttl,
+            };
+            encode_response(&mut b, 5, 6, &r).unwrap();
+            assert_eq!(a, b);
+            // And bincode agrees with the hand-written layout.
+            let bin = opts(usize::MAX)
+                .serialize(&(&b"value"[..], 77u64, ttl))
+                .unwrap();
+            assert_eq!(&a[HEADER_LEN..], &bin[..]);
+            let l = Limits::default();
+            let f = decode_frame(&a, &l).unwrap().unwrap();
+            assert_eq!(decode_response(&f.header, f.body(&a), &l).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_and_unknown_opcodes_are_errors() {
+        let l = Limits::default();
+        let mut out = BytesMut::new();
+        encode_request(&mut out, 1, 0, &Command::Get { key: b"ab" }).unwrap();
+        let f = decode_frame(&out, &l).unwrap().unwrap();
+        let mut body = f.body(&out).to_vec();
+        body.push(0);
+        assert!(matches!(
+            decode_request(&f.header, &body, &l),
+            Err(ProtoError::Body(_))
+        ));
+        let mut h = f.header;
+        h.opcode = 0x7f;
+        assert!(matches!(
+            decode_request(&h, f.body(&out), &l),
+            Err(ProtoError::UnknownOpcode(0x7f))
+        ));
+        assert!(matches!(
+            decode_response(&f.header, f.body(&out), &l),
+            Err(ProtoError::UnknownOpcode(0x01))
+        ));
+    }
+
+    #[test]
+    fn huge_declared_lengths_do_not_allocate_or_panic() {
+        let l = Limits::default();
+        let h = Header {
+            version: VERSION,
+            opcode: Opcode::Del.into(),
+            flags: 0,
+            request_id: 0,
+            epoch: 0,
+            body_len: 8,
+        };
+        let body = u64::MAX.to_le_bytes();
+        assert!(decode_request(&h, &body, &l).is_err());
+        let h = Header {
+            opcode: Opcode::Get.into(),
+            ..h
+        };
+        assert!(decode_request(&h, &body, &l).is_err());
+    }
+
+    #[test]
+    fn oversized_key_is_too_large() {
+        let l = Limits {
+            max_key: 4,
+            ..Limits::default()
+        };
+        let mut out = BytesMut::new();
+        encode_request(&mut out, 1, 0, &Command::Get { key: b"abcde" }).unwrap();
+        let f = decode_frame(&out, &l).unwrap().unwrap();
+        assert!(matches!(
+            decode_request(&f.header, f.body(&out), &l),
+            Err(ProtoError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn encode_appends_after_existing_bytes() {
+        let mut out = BytesMut::from(&b"xyz"[..]);
+        encode_response(&mut out, 3, 4, &Response::Int(-5)).unwrap();
+        let l = Limits::default();
+        let f = decode_frame(&out[3..], &l).unwrap().unwrap();
+        assert_eq!(
+            decode_response(&f.header, f.body(&out[3..]), &l).unwrap(),
+            Response::Int(-5)
+        );
+    }
+}
