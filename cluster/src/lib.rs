@@ -1,2 +1,9 @@
-//! Who owns what in a ringcache cluster: the key hash, the in-node core choice and (later) the
-//! ring, cluster map, membership state machine and hybrid logical clock. Pure: no I/O.
+//! Who owns what in a ringcache cluster: the one key hash every party uses, the jump hash that
+//! picks a key's core inside a node, and the hybrid logical clock that stamps versions.
+//! Pure: no I/O, no threads, no clock of its own.
+
+mod hlc;
+mod placement;
+
+pub use hlc::HybridClock;
+pub use placement::{core_for_hash, core_for_key, key_hash};
