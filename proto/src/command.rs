@@ -285,7 +285,8 @@ impl<'a> Command<'a> {
                 key(k)?;
                 check("value", value.len(), limits.max_value)?;
                 check("argument count", tags.len(), limits.max_args)?;
-                tags.iter().try_for_each(|t| check("tag", t.len(), limits.max_key))
+                tags.iter()
+                    .try_for_each(|t| check("tag", t.len(), limits.max_key))
             }
             Command::Del { keys }
             | Command::Exists { keys }

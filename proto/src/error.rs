@@ -164,7 +164,7 @@ pub enum CommandError {
     NotInteger,
     /// An expiry that is zero, negative or overflows; holds the lower-case command name.
     InvalidExpire(&'static str),
-    /// INCRBY/DECRBY whose delta cannot be negated.
+    /// DECRBY whose delta cannot be negated.
     Overflow,
     /// HELLO with a protocol version that is not an integer or out of range.
     InvalidProtocolVersion,
@@ -206,7 +206,7 @@ impl CommandError {
             CommandError::InvalidExpire(name) => {
                 write!(f, "invalid expire time in '{name}' command")
             }
-            CommandError::Overflow => f.write_str("increment or decrement would overflow"),
+            CommandError::Overflow => f.write_str("decrement would overflow"),
             CommandError::InvalidProtocolVersion => {
                 f.write_str("Protocol version is not an integer or out of range")
             }

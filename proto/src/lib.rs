@@ -9,6 +9,9 @@ pub mod frame;
 pub mod limits;
 pub mod native;
 pub mod opcode;
+pub mod resp;
+pub mod resp_command;
+pub mod resp_encode;
 pub mod response;
 
 pub use command::{Command, Credentials, Expiry, SetCond};
@@ -19,4 +22,7 @@ pub use native::{
     decode_request, decode_response, encode_request, encode_response, encode_value_reply,
 };
 pub use opcode::{Opcode, ReplyCode};
+pub use resp::{RespArgs, RespParser};
+pub use resp_command::{parse_command, ArgList};
+pub use resp_encode::{write_command, write_response, RespVersion};
 pub use response::{CoreInfo, ErrorKind, Response, Topology, ValueRef};
