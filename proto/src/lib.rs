@@ -3,6 +3,9 @@
 //! Pure encode/decode, no I/O: decoders borrow from the caller's buffer and never panic on any
 //! input; encoders append to a caller-owned `bytes::BytesMut`.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod command;
 pub mod error;
 pub mod frame;
