@@ -10,7 +10,7 @@ use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 
 use crate::command::{Command, Credentials, Expiry, SetCond};
-use crate::error::{EncodeError, ProtoError};
+use crate::error::{EncodeError, ProtoError, TooLarge};
 use crate::frame::{Epoch, Header, FLAG_RESPONSE, HEADER_LEN, VERSION};
 use crate::limits::Limits;
 use crate::opcode::{Opcode, ReplyCode};
@@ -144,6 +144,13 @@ pub fn decode_request<'a>(
 ) -> Result<Command<'a>, ProtoError> {
     let op = Opcode::from_u8(header.opcode).ok_or(ProtoError::UnknownOpcode(header.opcode))?;
     let o = opts(limits.max_frame);
+    match op {
+        Opcode::Del | Opcode::Exists | Opcode::Touch | Opcode::MGet => {
+            check_seq_len(body, 8, limits)?
+        }
+        Opcode::MSet => check_seq_len(body, 16, limits)?,
+        _ => {}
+    }
     let cmd = match op {
         Opcode::Get => Command::Get {
             key: o.deserialize(body)?,
@@ -244,6 +251,29 @@ pub fn decode_request<'a>(
     };
     cmd.check_limits(limits)?;
     Ok(cmd)
+}
+
+/// Rejects a body-leading sequence length that exceeds `max_args` or cannot fit in the body
+/// (each element takes at least `min_elem` bytes), before anything is allocated for it.
+fn check_seq_len(body: &[u8], min_elem: usize, limits: &Limits) -> Result<(), ProtoError> {
+    let Some(prefix) = body.get(..8) else {
+        return Ok(()); // too short: bincode reports it
+    };
+    let mut b = [0u8; 8];
+    b.copy_from_slice(prefix);
+    let len = usize::try_from(u64::from_le_bytes(b)).unwrap_or(usize::MAX);
+    if len > limits.max_args {
+        return Err(TooLarge {
+            what: "argument count",
+            len,
+            max: limits.max_args,
+        }
+        .into());
+    }
+    if len > (body.len() - 8) / min_elem {
+        return Err(ProtoError::Invalid("sequence longer than the body"));
+    }
+    Ok(())
 }
 
 /// Checks that a body-less message has an empty body, then yields `v`.
@@ -369,7 +399,7 @@ pub fn decode_response<'a>(
         ReplyCode::Values => {
             let v: Vec<Option<ValueRef<'a>>> = o.deserialize(body)?;
             if v.len() > limits.max_args {
-                return Err(crate::error::TooLarge {
+                return Err(TooLarge {
                     what: "argument count",
                     len: v.len(),
                     max: limits.max_args,
@@ -505,7 +535,16 @@ mod tests {
             body_len: 8,
         };
         let body = u64::MAX.to_le_bytes();
-        assert!(decode_request(&h, &body, &l).is_err());
+        assert!(matches!(
+            decode_request(&h, &body, &l),
+            Err(ProtoError::TooLarge(_))
+        ));
+        let mut body = 3u64.to_le_bytes().to_vec();
+        body.extend_from_slice(&[0; 16]);
+        assert!(matches!(
+            decode_request(&h, &body, &l),
+            Err(ProtoError::Invalid(_))
+        ));
         let h = Header {
             opcode: Opcode::Get.into(),
             ..h
