@@ -1,2 +1,76 @@
-//! The `ringcache` binary: every subcommand's logic lives in `ringcache-net`.
-fn main() {}
+//! The `ringcache` binary: `ringcache node` runs a cache node, `ringcache cli` talks to one.
+//! The node's logic lives in `ringcache-net`; the command-line client is built on
+//! `ringcache-client`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ringcache_net::{allowed_cpus, run_node, NodeArgs, NodeConfig, StopFlag};
+use tracing_subscriber::EnvFilter;
+
+/// ringcache: a distributed in-memory cache, thread-per-core on io_uring.
+#[derive(Parser, Debug)]
+#[command(name = "ringcache", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a cache node: one pinned core per CPU, RESP and native protocol on --port,
+    /// one port per core from --core-port-base.
+    Node(NodeArgs),
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("warn,ringcache=info,ringcache_net=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Stops `stop` on SIGINT or SIGTERM (a second signal exits at once).
+fn stop_on_signals(stop: StopFlag) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("ringcache-signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for sig in signals.forever() {
+                seen += 1;
+                if seen > 1 {
+                    std::process::exit(128 + sig);
+                }
+                tracing::info!(signal = sig, "stopping: draining connections");
+                stop.stop();
+            }
+        })?;
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Node(args) => {
+            let cfg = NodeConfig::from_args(&args, &allowed_cpus()).map_err(anyhow::Error::msg)?;
+            let stop = StopFlag::default();
+            stop_on_signals(stop.clone())?;
+            run_node(cfg, stop)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringcache: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,16 @@
-//! Everything that moves bytes: executors, listeners, the cross-core mesh.
+//! Everything that moves bytes in ringcache: the glommio executors (one pinned per core), the
+//! listeners, the connection loop, the cross-core mesh. Decisions are made by the pure crates
+//! (`ringcache-engine`, `ringcache-proto`, `ringcache-cluster`); this crate carries them out.
+
+pub mod connection;
+pub mod core_state;
+pub mod execute;
+pub mod handover;
+pub mod mesh;
+pub mod node;
+pub mod node_config;
+pub mod read_buf;
+pub mod routing;
+
+pub use node::{allowed_cpus, run_node, StopFlag};
+pub use node_config::{NodeArgs, NodeConfig};

@@ -34,6 +34,14 @@ pub enum ErrorKind {
     Internal,
     /// The server is overloaded or moving data; retry later.
     Busy,
+    /// The connection must authenticate first.
+    NoAuth,
+    /// Wrong password.
+    WrongPass,
+    /// HELLO asked for a protocol version that is not spoken.
+    NoProto,
+    /// The value is not a decimal 64-bit integer (INCR/DECR), or the result would overflow.
+    NotInteger,
 }
 
 impl ErrorKind {
@@ -44,6 +52,9 @@ impl ErrorKind {
             ErrorKind::VersionMismatch => "VERSIONMISMATCH",
             ErrorKind::Redirect { .. } => "REDIRECT",
             ErrorKind::Busy => "BUSY",
+            ErrorKind::NoAuth => "NOAUTH",
+            ErrorKind::WrongPass => "WRONGPASS",
+            ErrorKind::NoProto => "NOPROTO",
             _ => "ERR",
         }
     }

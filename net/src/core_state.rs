@@ -1,0 +1,89 @@
+//! What one core owns: its engine shard, its hybrid clock, and its share of the node's settings
+//! and connection counters. Shared by the core's tasks through `Rc<RefCell<_>>` (one thread).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ringcache_cluster::HybridClock;
+use ringcache_engine::{Shard, ShardConfig};
+use ringcache_proto::{CoreInfo, Limits, Topology};
+
+use crate::node_config::NodeConfig;
+
+/// One core's state.
+pub struct CoreState {
+    /// This core's index in `0..cores`.
+    pub id: u32,
+    /// Number of cores on the node.
+    pub cores: u32,
+    /// The store.
+    pub shard: Shard,
+    /// Stamps the versions of this core's writes.
+    pub clock: HybridClock,
+    /// Request size bounds.
+    pub limits: Limits,
+    /// The node's ports, for TOPOLOGY.
+    pub topology: Topology,
+    /// Client connections open on this core.
+    pub open_connections: usize,
+    /// Client connections accepted since start.
+    pub total_connections: u64,
+    /// Connections refused at the limit.
+    pub rejected_connections: u64,
+    /// Requests this core executed (local and handed over from other cores).
+    pub commands: u64,
+}
+
+/// A core's state as its tasks share it.
+pub type SharedCore = Rc<RefCell<CoreState>>;
+
+/// Wall-clock milliseconds since the Unix epoch (the time domain of TTLs and versions).
+#[inline]
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl CoreState {
+    /// The state of core `id` of a node built from `cfg`.
+    pub fn new(id: u32, cfg: &NodeConfig, node_id: u64) -> CoreState {
+        let cores = cfg.cpus.len() as u32;
+        let shard = Shard::new(
+            ShardConfig {
+                budget_bytes: cfg.memory / cfg.cpus.len(),
+                policy: cfg.policy,
+                max_key_len: cfg.limits.max_key,
+                max_value_len: cfg.limits.max_value,
+                ..ShardConfig::default()
+            },
+            now_ms(),
+        );
+        let topology = Topology {
+            node_id,
+            main_port: cfg.port,
+            cores: cfg
+                .core_ports
+                .iter()
+                .enumerate()
+                .map(|(i, &port)| CoreInfo {
+                    core: i as u16,
+                    port,
+                })
+                .collect(),
+        };
+        CoreState {
+            id,
+            cores,
+            shard,
+            clock: HybridClock::new(((node_id as u32) << 6) | id),
+            limits: cfg.limits,
+            topology,
+            open_connections: 0,
+            total_connections: 0,
+            rejected_connections: 0,
+            commands: 0,
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The cross-core mesh: how a core hands work to another and gets the answer back.
+//!
+//! Two glommio channel meshes: requests and replies. A core's request-serving tasks answer on
+//! the reply mesh, whose receivers never block on a send, so two cores handing work to each
+//! other cannot deadlock on full channels.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use glommio::channels::channel_mesh::{FullMesh, Senders};
+use glommio::spawn_local;
+
+use crate::core_state::{now_ms, SharedCore};
+use crate::handover::{run_remote, RemoteOp, RemoteReply};
+
+/// A request travelling between cores.
+#[derive(Debug)]
+pub struct MeshRequest {
+    from: usize,
+    id: u64,
+    op: RemoteOp,
+}
+
+/// A reply travelling back.
+#[derive(Debug)]
+pub struct MeshReply {
+    id: u64,
+    reply: RemoteReply,
+}
+
+/// The mesh builders every core joins (cloned into each executor).
+#[derive(Clone)]
+pub struct MeshBuilders {
+    requests: FullMesh<MeshRequest>,
+    replies: FullMesh<MeshReply>,
+}
+
+impl MeshBuilders {
+    /// Meshes for `cores` peers with `depth` slots per channel.
+    pub fn new(cores: usize, depth: usize) -> Self {
+        MeshBuilders {
+            requests: FullMesh::full(cores, depth),
+            replies: FullMesh::full(cores, depth),
+        }
+    }
+}
+
+/// Why a handover failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    #[error("core {0} is not reachable (shutting down?)")]
+    Unreachable(usize),
+    #[error("core {0} dropped the request")]
+    Dropped(usize),
+}
+
+/// This core's end of the mesh.
+pub struct Mesh {
+    me: usize,
+    requests: Senders<MeshRequest>,
+    replies: Senders<MeshReply>,
+    pending: RefCell<HashMap<u64, oneshot::Sender<RemoteReply>>>,
+    next_id: Cell<u64>,
+}
+
+impl Mesh {
+    /// Joins both meshes; returns this core's id (its peer id) and the mesh handle, and starts
+    /// the tasks that serve requests from other cores on `core`.
+    pub async fn join(
+        builders: MeshBuilders,
+        core_for: impl FnOnce(usize) -> SharedCore,
+    ) -> Result<(Rc<Mesh>, SharedCore), MeshError> {
+        let (req_tx, mut req_rx) = builders
+            .requests
+            .join()
+            .await
+            .map_err(|_| MeshError::Unreachable(0))?;
+        let (rep_tx, mut rep_rx) = builders
+            .replies
+            .join()
+            .await
+            .map_err(|_| MeshError::Unreachable(0))?;
+        let me = req_tx.peer_id();
+        let core = core_for(me);
+        let mesh = Rc::new(Mesh {
+            me,
+            requests: req_tx,
+            replies: rep_tx,
+            pending: RefCell::new(HashMap::new()),
+            next_id: Cell::new(1),
+        });
+        for (_, stream) in req_rx.streams() {
+            let (mesh, core) = (mesh.clone(), core.clone());
+            spawn_local(async move {
+                while let Some(req) = stream.recv().await {
+                    let reply = run_remote(&mut core.borrow_mut(), req.op, now_ms());
+                    let msg = MeshReply { id: req.id, reply };
+                    if mesh.replies.send_to(req.from, msg).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .detach();
+        }
+        for (_, stream) in rep_rx.streams() {
+            let mesh = mesh.clone();
+            spawn_local(async move {
+                while let Some(rep) = stream.recv().await {
+                    if let Some(tx) = mesh.pending.borrow_mut().remove(&rep.id) {
+                        // The waiter may have gone (connection closed): nothing to do then.
+                        let _ = tx.send(rep.reply);
+                    }
+                }
+            })
+            .detach();
+        }
+        Ok((mesh, core))
+    }
+
+    /// This core's id.
+    pub fn me(&self) -> usize {
+        self.me
+    }
+
+    /// Hands `op` to core `to` and waits for its answer.
+    pub async fn call(&self, to: u32, op: RemoteOp) -> Result<RemoteReply, MeshError> {
+        let to = to as usize;
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let (tx, rx) = oneshot::channel();
+        self.pending.borrow_mut().insert(id, tx);
+        let msg = MeshRequest {
+            from: self.me,
+            id,
+            op,
+        };
+        if self.requests.send_to(to, msg).await.is_err() {
+            self.pending.borrow_mut().remove(&id);
+            return Err(MeshError::Unreachable(to));
+        }
+        rx.await.map_err(|_| MeshError::Dropped(to))
+    }
+
+    /// Closes this core's senders (at shutdown).
+    pub fn close(&self) {
+        self.requests.close();
+        self.replies.close();
+    }
+}

@@ -1,0 +1,259 @@
+//! Starts a node: one pinned glommio executor per core, each with its shard, its own port and
+//! the shared main port, the mesh between them, and an expiry ticker; stops them all cleanly on
+//! SIGINT/SIGTERM.
+
+use std::cell::{Cell, RefCell};
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use glommio::net::TcpListener;
+use glommio::{spawn_local, timer::sleep, LocalExecutorBuilder, Placement};
+use tracing::{debug, info, warn};
+
+use crate::connection::{serve, ConnContext};
+use crate::core_state::{now_ms, CoreState, SharedCore};
+use crate::mesh::{Mesh, MeshBuilders};
+use crate::node_config::NodeConfig;
+
+/// Work units each core's expiry ticker may spend per tick.
+const TICK_BUDGET: usize = 16 * 1024;
+/// How long a stopping core waits for its connections to finish their last batch.
+const DRAIN: Duration = Duration::from_secs(2);
+/// Slots per mesh channel.
+const MESH_DEPTH: usize = 1024;
+
+/// The CPUs this process may run on (respects taskset and cgroup cpusets).
+pub fn allowed_cpus() -> Vec<usize> {
+    let mut ids: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    ids.sort_unstable();
+    if ids.is_empty() {
+        ids.push(0);
+    }
+    ids
+}
+
+/// Raises the locked-memory limit to its hard maximum (io_uring rings are locked memory).
+fn raise_memlock() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
+        }
+    }
+}
+
+/// Fails early, with advice, when a port is taken (glommio binds with SO_REUSEPORT, which
+/// would otherwise silently share the port with another process of the same user).
+fn check_ports(cfg: &NodeConfig) -> anyhow::Result<()> {
+    let ports = std::iter::once(cfg.port).chain(cfg.core_ports.iter().copied());
+    for port in ports {
+        let addr = SocketAddr::new(cfg.bind, port);
+        match StdListener::bind(addr) {
+            Ok(l) => drop(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+                "port {port} on {} is already in use: stop whatever listens there or choose other ports with --port / --core-port-base",
+                cfg.bind
+            ),
+            Err(e) => bail!("cannot listen on {addr}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Stops every core when asked, from any thread (set by the signal handler).
+#[derive(Clone, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    /// Asks every core to stop.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    /// Whether a stop was asked for.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs a node until SIGINT/SIGTERM (or `stop`), returning once every core has stopped.
+pub fn run_node(cfg: NodeConfig, stop: StopFlag) -> anyhow::Result<()> {
+    raise_memlock();
+    check_ports(&cfg)?;
+    let n = cfg.cpus.len();
+    let node_id = u64::from(cfg.port);
+    let meshes = (n > 1).then(|| MeshBuilders::new(n, MESH_DEPTH));
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
+    let mut handles = Vec::with_capacity(n);
+    for (i, &cpu) in cfg.cpus.iter().enumerate() {
+        let (cfg, stop, meshes, ready) =
+            (cfg.clone(), stop.clone(), meshes.clone(), ready_tx.clone());
+        let mut builder =
+            LocalExecutorBuilder::new(Placement::Fixed(cpu)).name(&format!("ringcache-core{i}"));
+        if let Some(spin) = cfg.spin {
+            builder = builder.spin_before_park(spin);
+        }
+        let handle = builder
+            .spawn(move || async move {
+                let failed = ready.clone();
+                if let Err(e) = core_main(i, cfg, node_id, meshes, stop.clone(), ready).await {
+                    let _ = failed.send(Err(format!("{e:#}")));
+                    stop.stop();
+                }
+            })
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot start the io_uring executor for CPU {cpu}: {e}. io_uring needs locked memory: raise the limit (`ulimit -l unlimited`, or LimitMEMLOCK=infinity under systemd)"
+                )
+            })?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    let mut ready = 0;
+    while ready < n {
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(_)) => ready += 1,
+            Ok(Err(e)) => {
+                stop.stop();
+                for h in handles {
+                    let _ = h.join();
+                }
+                bail!(e);
+            }
+            Err(_) => {
+                stop.stop();
+                bail!("cores did not start within 30 s");
+            }
+        }
+    }
+    info!(
+        "ringcache node listening on {}:{} (RESP and native), {} core(s) on CPUs {:?}, core ports {:?}, memory {} MiB ({} MiB per core), policy {:?}",
+        cfg.bind,
+        cfg.port,
+        n,
+        cfg.cpus,
+        cfg.core_ports,
+        cfg.memory >> 20,
+        (cfg.memory / n) >> 20,
+        cfg.policy
+    );
+    for h in handles {
+        if h.join().is_err() {
+            warn!("a core stopped with an error");
+        }
+    }
+    info!("ringcache node stopped");
+    Ok(())
+}
+
+async fn core_main(
+    index: usize,
+    cfg: NodeConfig,
+    node_id: u64,
+    meshes: Option<MeshBuilders>,
+    stop: StopFlag,
+    ready: mpsc::Sender<Result<usize, String>>,
+) -> anyhow::Result<()> {
+    let make_core = |id: usize| -> SharedCore {
+        Rc::new(RefCell::new(CoreState::new(id as u32, &cfg, node_id)))
+    };
+    let (mesh, core) = match meshes {
+        Some(b) => {
+            let (m, c) = Mesh::join(b, make_core)
+                .await
+                .context("joining the core mesh")?;
+            (Some(m), c)
+        }
+        None => (None, make_core(index)),
+    };
+    let id = core.borrow().id as usize;
+    let main_addr = SocketAddr::new(cfg.bind, cfg.port);
+    let core_addr = SocketAddr::new(cfg.bind, cfg.core_ports[id]);
+    let main = TcpListener::bind(main_addr)
+        .map_err(|e| anyhow::anyhow!("listening on {main_addr}: {e}"))?;
+    let own = TcpListener::bind(core_addr)
+        .map_err(|e| anyhow::anyhow!("listening on {core_addr}: {e}"))?;
+    let cfg = Rc::new(cfg);
+    let shutdown = Rc::new(Cell::new(false));
+    let ctx = Rc::new(ConnContext {
+        core: core.clone(),
+        mesh: mesh.clone(),
+        cfg: cfg.clone(),
+        shutdown: shutdown.clone(),
+        next_client_id: Cell::new(((id as u64) << 48) + 1),
+    });
+    let accept_main = spawn_local(accept_loop(main, ctx.clone()));
+    let accept_own = spawn_local(accept_loop(own, ctx.clone()));
+    let _ = ready.send(Ok(id));
+    debug!(core = id, port = cfg.core_ports[id], "core serving");
+    let mut max_tick = Duration::ZERO;
+    while !stop.is_stopped() {
+        sleep(cfg.tick).await;
+        let t = Instant::now();
+        core.borrow_mut().shard.advance(now_ms(), TICK_BUDGET);
+        max_tick = max_tick.max(t.elapsed());
+    }
+    debug!(core = id, ?max_tick, "core stopping");
+    shutdown.set(true);
+    drop(accept_main);
+    drop(accept_own);
+    let deadline = Instant::now() + DRAIN;
+    while core.borrow().open_connections > 0 && Instant::now() < deadline {
+        sleep(Duration::from_millis(10)).await;
+    }
+    if let Some(m) = mesh {
+        m.close();
+    }
+    Ok(())
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Rc<ConnContext>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of descriptors and similar: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        {
+            let mut core = ctx.core.borrow_mut();
+            if core.open_connections >= ctx.cfg.max_connections_per_core {
+                core.rejected_connections += 1;
+                drop(core);
+                spawn_local(reject(stream)).detach();
+                continue;
+            }
+            core.open_connections += 1;
+            core.total_connections += 1;
+        }
+        let ctx = ctx.clone();
+        spawn_local(async move {
+            serve(stream, ctx.clone()).await;
+            ctx.core.borrow_mut().open_connections -= 1;
+        })
+        .detach();
+    }
+}
+
+async fn reject(mut stream: glommio::net::TcpStream) {
+    use futures_lite::AsyncWriteExt;
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = stream
+        .write_all(b"-ERR max number of clients reached\r\n")
+        .await;
+}
