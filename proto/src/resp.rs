@@ -238,8 +238,9 @@ impl RespParser {
 
 /// Reads a `<int>\r\n` line at `at`: `Ok(None)` if incomplete, `Err(())` if not a valid length.
 fn read_len_line(buf: &[u8], at: usize) -> Result<Option<(i64, usize)>, ()> {
-    let window = buf.get(at..).unwrap_or_default();
-    let window = window.get(..MAX_LEN_LINE + 2).unwrap_or(window);
+    let rest = buf.get(at..).unwrap_or_default();
+    // The CR must come within MAX_LEN_LINE bytes; look no further so garbage fails fast.
+    let window = rest.get(..=MAX_LEN_LINE).unwrap_or(rest);
     let Some(cr) = window.iter().position(|&b| b == b'\r') else {
         return if window.len() > MAX_LEN_LINE {
             Err(())
@@ -247,7 +248,7 @@ fn read_len_line(buf: &[u8], at: usize) -> Result<Option<(i64, usize)>, ()> {
             Ok(None)
         };
     };
-    match window.get(cr + 1) {
+    match rest.get(cr + 1) {
         None => return Ok(None),
         Some(b'\n') => {}
         Some(_) => return Err(()),
@@ -437,6 +438,26 @@ mod tests {
         let mut long = vec![b'a'; MAX_INLINE + 1];
         long.push(b'\n');
         assert_eq!(err(&long), RespError::InlineTooLong);
+    }
+
+    #[test]
+    fn length_line_bound_is_the_same_whatever_the_chunking() {
+        // Found by fuzzing: a CR at the very edge of the length-line window.
+        let l = Limits::default();
+        for digits in 18..24 {
+            let mut input = b"*".to_vec();
+            input.extend(vec![b'1'; digits]);
+            input.extend_from_slice(b"\r\n$3\r\nGET\r\n");
+            let whole = RespParser::new().parse(&input, &l);
+            assert!(whole.is_err(), "{digits} digits: {whole:?}");
+            for cut in 0..input.len() {
+                let mut p = RespParser::new();
+                match p.parse(&input[..cut], &l) {
+                    Ok(None) => assert_eq!(p.parse(&input, &l), whole),
+                    other => assert_eq!(other, whole),
+                }
+            }
+        }
     }
 
     #[test]
