@@ -40,10 +40,18 @@ pub fn allowed_cpus() -> Vec<usize> {
     ids
 }
 
-/// Raises the locked-memory limit to its hard maximum (io_uring rings are locked memory).
+/// Raises the locked-memory limit (io_uring rings and buffers are locked memory): to unlimited
+/// where the process may (root), else to its hard maximum.
 fn raise_memlock() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the structs we pass.
     unsafe {
+        if libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) == 0 {
+            return;
+        }
         let mut lim = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,
