@@ -29,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
                     let mut out = BytesMut::new();
                     resp_encode::write_command(&mut out, &cmd);
                     let mut p2 = RespParser::new();
-                    let used = p2.parse(&out, &limits).expect("re-parse").expect("complete");
+                    let used = p2
+                        .parse(&out, &limits)
+                        .expect("re-parse")
+                        .expect("complete");
                     assert_eq!(used, out.len());
                     let again = parse_command(&p2.args(&out), &limits).expect("re-command");
                     assert_eq!(again, cmd);
