@@ -52,3 +52,29 @@ fn refuses_a_port_in_use_with_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already in use"), "stderr: {err}");
 }
+
+#[test]
+fn pipelined_requests_for_different_cores_are_answered_in_order() {
+    use std::io::Write;
+    let node = Node::start(2, &[]);
+    let mut c = node.connect();
+    let mut batch = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..300 {
+        batch.extend_from_slice(
+            format!("*3\r\n$3\r\nSET\r\n$5\r\nk{i:04}\r\n$5\r\nv{i:04}\r\n").as_bytes(),
+        );
+        want.extend_from_slice(b"+OK\r\n");
+        batch.extend_from_slice(format!("*2\r\n$3\r\nGET\r\n$5\r\nk{i:04}\r\n").as_bytes());
+        want.extend_from_slice(format!("$5\r\nv{i:04}\r\n").as_bytes());
+        batch.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+        want.extend_from_slice(b"+PONG\r\n");
+    }
+    c.write_all(&batch).expect("write pipeline");
+    let mut got = vec![0u8; want.len()];
+    std::io::Read::read_exact(&mut c, &mut got).expect("read replies");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want)
+    );
+}

@@ -7,7 +7,10 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use std::collections::VecDeque;
+
 use bytes::BytesMut;
+use futures_channel::oneshot;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use ringcache_proto::resp::RespParser;
@@ -33,6 +36,8 @@ use crate::routing::{multi_keys, plan, split_by_core, Plan};
 const OUT_FLUSH: usize = 256 * 1024;
 /// Initial read buffer per connection.
 const READ_INITIAL: usize = 16 * 1024;
+/// Most handovers one connection keeps in flight before waiting for their answers.
+const MAX_IN_FLIGHT: usize = 256;
 
 /// What every connection of a core shares.
 pub struct ConnContext {
@@ -59,11 +64,68 @@ struct Parsed<'a> {
     epoch: Epoch,
 }
 
+/// A reply whose place in the output is fixed but whose bytes may not be ready yet.
+enum Slot {
+    /// This many bytes at the front of `Ordered::side`.
+    Local(usize),
+    /// The answer of a request handed to another core.
+    Remote {
+        rx: oneshot::Receiver<RemoteReply>,
+        wire: Wire,
+        op: Opcode,
+        request_id: u64,
+        epoch: Epoch,
+    },
+}
+
+/// Keeps replies in request order while handovers are in flight: once one is pending, later
+/// local replies wait in `side` until it is answered.
+#[derive(Default)]
+struct Ordered {
+    side: BytesMut,
+    slots: VecDeque<Slot>,
+}
+
+impl Ordered {
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Appends every pending reply to `out`, in order, waiting for handovers as needed.
+    async fn drain(&mut self, out: &mut BytesMut) {
+        while let Some(slot) = self.slots.pop_front() {
+            match slot {
+                Slot::Local(len) => out.extend_from_slice(&self.side.split_to(len)),
+                Slot::Remote {
+                    rx,
+                    wire,
+                    op,
+                    request_id,
+                    epoch,
+                } => match rx.await {
+                    Ok(RemoteReply::Encoded(bytes)) => out.extend_from_slice(&bytes),
+                    Ok(other) => encode_reply(out, wire, op, request_id, epoch, &failed(other)),
+                    Err(_) => encode_reply(
+                        out,
+                        wire,
+                        op,
+                        request_id,
+                        epoch,
+                        &Response::error(ErrorKind::Internal, "another core dropped the request"),
+                    ),
+                },
+            }
+        }
+        self.side.clear();
+    }
+}
+
 struct Conn {
     wire: Option<Wire>,
     resp: RespParser,
     authed: bool,
     client_id: u64,
+    ordered: Ordered,
 }
 
 /// Serves one connection until the client leaves, errs, idles out or the node shuts down.
@@ -78,6 +140,7 @@ pub async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
         resp: RespParser::new(),
         authed: ctx.cfg.password.is_none(),
         client_id: id,
+        ordered: Ordered::default(),
     };
     let mut rbuf = ReadBuf::new(READ_INITIAL);
     let mut out = BytesMut::with_capacity(READ_INITIAL);
@@ -170,8 +233,20 @@ impl Conn {
         }
     }
 
-    /// Runs every complete request in the buffer, appending replies to `out`.
+    /// Runs every complete request in the buffer, appending replies to `out` in order.
     async fn process(
+        &mut self,
+        rbuf: &mut ReadBuf,
+        out: &mut BytesMut,
+        ctx: &ConnContext,
+        stream: &mut TcpStream,
+    ) -> After {
+        let after = self.process_batch(rbuf, out, ctx, stream).await;
+        self.ordered.drain(out).await;
+        after
+    }
+
+    async fn process_batch(
         &mut self,
         rbuf: &mut ReadBuf,
         out: &mut BytesMut,
@@ -192,6 +267,7 @@ impl Conn {
                 Ok(Some(p)) => p,
                 Ok(None) => return After::Continue,
                 Err(resp) => {
+                    self.ordered.drain(out).await;
                     encode_reply(out, wire, Opcode::Ping, 0, 0, &resp);
                     return After::Close;
                 }
@@ -201,6 +277,9 @@ impl Conn {
             rbuf.consume(len);
             if after == After::Close {
                 return After::Close;
+            }
+            if self.ordered.slots.len() >= MAX_IN_FLIGHT || self.ordered.side.len() >= OUT_FLUSH {
+                self.ordered.drain(out).await;
             }
             if out.len() >= OUT_FLUSH {
                 if stream.write_all(out).await.is_err() {
@@ -225,40 +304,56 @@ impl Conn {
         let cmd = match p.cmd {
             Ok(cmd) => cmd,
             Err(resp) => {
-                encode_reply(out, wire, Opcode::Ping, rid, epoch, &resp);
+                self.reply_in_order(out, wire, Opcode::Ping, rid, epoch, &resp);
                 return After::Continue;
             }
         };
         let op = cmd.opcode();
-        let reply =
-            |out: &mut BytesMut, resp: &Response<'_>| encode_reply(out, wire, op, rid, epoch, resp);
         if !self.authed
             && !matches!(
                 cmd,
                 Command::Auth { .. } | Command::Hello { .. } | Command::Quit
             )
         {
-            reply(
-                out,
-                &Response::error(ErrorKind::NoAuth, "Authentication required."),
-            );
+            let resp = Response::error(ErrorKind::NoAuth, "Authentication required.");
+            self.reply_in_order(out, wire, op, rid, epoch, &resp);
             return After::Continue;
         }
-        let (me, cores) = {
+        let plan = {
             let c = ctx.core.borrow();
-            (c.id, c.cores)
+            plan(&cmd, c.id, c.cores)
         };
-        match plan(&cmd, me, cores) {
+        if !self.ordered.is_empty() && !matches!(plan, Plan::Local | Plan::Owner(_)) {
+            // Split, broadcast and session commands run inline: answer what is pending first.
+            self.ordered.drain(out).await;
+        }
+        match plan {
             Plan::Local => {
                 let mut core = ctx.core.borrow_mut();
                 let resp = execute(&mut core, &cmd, now);
-                reply(out, &resp);
+                self.reply_in_order(out, wire, op, rid, epoch, &resp);
             }
             Plan::Owner(to) => {
                 let raw = buf[..p.len].to_vec();
-                match self.call(ctx, to, RemoteOp::Request { wire, raw }).await {
-                    RemoteReply::Encoded(bytes) => out.extend_from_slice(&bytes),
-                    other => reply(out, &failed(other)),
+                let sent = match &ctx.mesh {
+                    Some(mesh) => mesh
+                        .send(to, RemoteOp::Request { wire, raw })
+                        .await
+                        .map_err(|e| e.to_string()),
+                    None => Err(format!("no mesh to reach core {to}")),
+                };
+                match sent {
+                    Ok(rx) => self.ordered.slots.push_back(Slot::Remote {
+                        rx,
+                        wire,
+                        op,
+                        request_id: rid,
+                        epoch,
+                    }),
+                    Err(msg) => {
+                        let resp = Response::error(ErrorKind::Internal, msg);
+                        self.reply_in_order(out, wire, op, rid, epoch, &resp);
+                    }
                 }
             }
             Plan::Split => {
@@ -272,6 +367,26 @@ impl Conn {
             Plan::Session => return self.run_session(&cmd, ctx, out, wire, op, rid, epoch),
         }
         After::Continue
+    }
+
+    /// Appends a reply now, or behind the pending handovers if there are any.
+    fn reply_in_order(
+        &mut self,
+        out: &mut BytesMut,
+        wire: Wire,
+        op: Opcode,
+        rid: u64,
+        epoch: Epoch,
+        resp: &Response<'_>,
+    ) {
+        if self.ordered.is_empty() {
+            encode_reply(out, wire, op, rid, epoch, resp);
+        } else {
+            let before = self.ordered.side.len();
+            encode_reply(&mut self.ordered.side, wire, op, rid, epoch, resp);
+            let len = self.ordered.side.len() - before;
+            self.ordered.slots.push_back(Slot::Local(len));
+        }
     }
 
     async fn call(&self, ctx: &ConnContext, to: u32, op: RemoteOp) -> RemoteReply {

@@ -126,6 +126,17 @@ impl Mesh {
 
     /// Hands `op` to core `to` and waits for its answer.
     pub async fn call(&self, to: u32, op: RemoteOp) -> Result<RemoteReply, MeshError> {
+        let rx = self.send(to, op).await?;
+        rx.await.map_err(|_| MeshError::Dropped(to as usize))
+    }
+
+    /// Hands `op` to core `to` (waiting only for room in the channel) and returns where its
+    /// answer will arrive, so several handovers can be in flight at once.
+    pub async fn send(
+        &self,
+        to: u32,
+        op: RemoteOp,
+    ) -> Result<oneshot::Receiver<RemoteReply>, MeshError> {
         let to = to as usize;
         let id = self.next_id.get();
         self.next_id.set(id + 1);
@@ -140,7 +151,7 @@ impl Mesh {
             self.pending.borrow_mut().remove(&id);
             return Err(MeshError::Unreachable(to));
         }
-        rx.await.map_err(|_| MeshError::Dropped(to))
+        Ok(rx)
     }
 
     /// Closes this core's senders (at shutdown).
