@@ -1,9 +1,12 @@
-//! Who owns what in a ringcache cluster: the one key hash every party uses, the jump hash that
-//! picks a key's core inside a node, and the hybrid logical clock that stamps versions.
+//! Who owns what in a ringcache cluster: the one key hash every party uses, the consistent-hash
+//! ring that maps it to a shard group, the jump hash that picks a key's core inside a node, and
+//! the hybrid logical clock that stamps versions.
 //! Pure: no I/O, no threads, no clock of its own.
 
 mod hlc;
 mod placement;
+mod ring;
 
 pub use hlc::HybridClock;
 pub use placement::{core_for_hash, core_for_key, key_hash};
+pub use ring::{balance, GroupId, Ring, DEFAULT_VNODES};
