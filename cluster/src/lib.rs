@@ -4,9 +4,13 @@
 //! Pure: no I/O, no threads, no clock of its own.
 
 mod hlc;
+mod map;
+mod membership;
 mod placement;
 mod ring;
 
 pub use hlc::HybridClock;
+pub use map::{ClusterMap, Member, MemberId, MemberState, Role, Route, RouteError, ShardGroup};
+pub use membership::{Action, Event, JoinRequest, Membership, MembershipConfig};
 pub use placement::{core_for_hash, core_for_key, key_hash};
 pub use ring::{balance, GroupId, Ring, DEFAULT_VNODES};

@@ -1,0 +1,326 @@
+//! Membership: the balancer's decisions as a state machine. Fed with events (join, heartbeat,
+//! tick, leave), it updates the cluster map and returns the actions to carry out; it never
+//! touches a socket or a clock.
+
+use std::collections::HashMap;
+
+use crate::map::{ClusterMap, Member, MemberId, MemberState, Role, ShardGroup};
+use crate::ring::{GroupId, DEFAULT_VNODES};
+
+/// Failure-detection settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MembershipConfig {
+    /// Expected time between a member's heartbeats, in ms.
+    pub heartbeat_interval_ms: u64,
+    /// Heartbeats a member may miss before it is declared dead.
+    pub missed_heartbeats: u64,
+    /// Virtual nodes per group on the ring.
+    pub vnodes: u32,
+}
+
+impl Default for MembershipConfig {
+    fn default() -> Self {
+        MembershipConfig {
+            heartbeat_interval_ms: 200,
+            missed_heartbeats: 4,
+            vnodes: DEFAULT_VNODES,
+        }
+    }
+}
+
+/// A node asking to join.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinRequest {
+    /// Host it listens on.
+    pub host: String,
+    /// Its main port.
+    pub main_port: u16,
+    /// Its per-core ports.
+    pub core_ports: Vec<u16>,
+    /// The role it asks for.
+    pub role: Role,
+    /// The group it names (replicas), if any.
+    pub group: Option<GroupId>,
+}
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A node asks to join.
+    Join(JoinRequest),
+    /// A member is alive; `applied` is its replication position (writes applied).
+    Heartbeat { member: MemberId, applied: u64 },
+    /// Time passes; dead members are found here.
+    Tick,
+    /// A member leaves on purpose.
+    Leave { member: MemberId },
+}
+
+/// What the caller must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Tell the joining node its id (and group, once it has one).
+    Welcome {
+        member: MemberId,
+        group: Option<GroupId>,
+    },
+    /// Refuse a request, with the reason.
+    Reject { reason: String },
+    /// The map changed: push it to every member (and waiting clients).
+    PublishMap,
+    /// `member` was declared dead.
+    Dead { member: MemberId },
+    /// `member` now leads `group` (after its primary died).
+    Promoted { member: MemberId, group: GroupId },
+    /// A heartbeat came from a member the map does not know (it was declared dead): it must
+    /// join again.
+    Rejoin { member: MemberId },
+}
+
+/// The membership state machine.
+#[derive(Clone, Debug)]
+pub struct Membership {
+    config: MembershipConfig,
+    map: ClusterMap,
+    last_seen: HashMap<MemberId, u64>,
+    applied: HashMap<MemberId, u64>,
+    next_member: MemberId,
+    next_group: GroupId,
+}
+
+impl Membership {
+    /// An empty cluster.
+    pub fn new(config: MembershipConfig) -> Self {
+        Membership {
+            map: ClusterMap::new(config.vnodes),
+            config,
+            last_seen: HashMap::new(),
+            applied: HashMap::new(),
+            next_member: 1,
+            next_group: 1,
+        }
+    }
+
+    /// The current map.
+    pub fn map(&self) -> &ClusterMap {
+        &self.map
+    }
+
+    /// Handles `event` at time `now` (ms) and returns the actions to carry out.
+    pub fn handle(&mut self, event: Event, now: u64) -> Vec<Action> {
+        match event {
+            Event::Join(req) => self.join(req, now),
+            Event::Heartbeat { member, applied } => {
+                if self.map.member(member).is_none() {
+                    return vec![Action::Rejoin { member }];
+                }
+                self.last_seen.insert(member, now);
+                self.applied.insert(member, applied);
+                Vec::new()
+            }
+            Event::Tick => self.tick(now),
+            Event::Leave { member } => {
+                if self.map.member(member).is_none() {
+                    return Vec::new();
+                }
+                let mut actions = self.remove(member);
+                actions.push(Action::PublishMap);
+                self.map.epoch += 1;
+                actions
+            }
+        }
+    }
+
+    fn join(&mut self, req: JoinRequest, now: u64) -> Vec<Action> {
+        if req.core_ports.is_empty() {
+            return vec![Action::Reject {
+                reason: "a member needs at least one core port".into(),
+            }];
+        }
+        let duplicate = self
+            .map
+            .members
+            .iter()
+            .any(|m| m.host == req.host && m.main_port == req.main_port);
+        if duplicate {
+            return vec![Action::Reject {
+                reason: format!("{}:{} is already a member", req.host, req.main_port),
+            }];
+        }
+        let id = self.next_member;
+        let mut actions = Vec::new();
+        let (group, state) = match req.role {
+            Role::Primary => {
+                let g = self.next_group;
+                self.next_group += 1;
+                self.map.groups.push(ShardGroup {
+                    id: g,
+                    primary: Some(id),
+                    replicas: Vec::new(),
+                });
+                self.map.rebuild_ring();
+                (Some(g), MemberState::Active)
+            }
+            Role::Replica => match self.place_replica(req.group) {
+                Ok(Some(g)) => (Some(g), MemberState::Active),
+                Ok(None) => (None, MemberState::Waiting),
+                Err(reason) => return vec![Action::Reject { reason }],
+            },
+        };
+        self.next_member += 1;
+        if let (Some(g), Role::Replica) = (group, req.role) {
+            if let Some(sg) = self.map.groups.iter_mut().find(|sg| sg.id == g) {
+                sg.replicas.push(id);
+            }
+        }
+        self.map.members.push(Member {
+            id,
+            host: req.host,
+            main_port: req.main_port,
+            core_ports: req.core_ports,
+            role: req.role,
+            group,
+            state,
+        });
+        self.last_seen.insert(id, now);
+        actions.push(Action::Welcome { member: id, group });
+        // A new primary may take waiting replicas; a waiting replica may lead a headless group.
+        actions.extend(self.assign_waiting());
+        self.map.epoch += 1;
+        actions.push(Action::PublishMap);
+        actions
+    }
+
+    /// The group a joining replica goes to: the one it names, else the group with the fewest
+    /// replicas; `None` when there is no group yet (it waits).
+    fn place_replica(&self, named: Option<GroupId>) -> Result<Option<GroupId>, String> {
+        if let Some(g) = named {
+            return match self.map.group(g) {
+                Some(_) => Ok(Some(g)),
+                None if self.map.groups.is_empty() => Ok(None),
+                None => Err(format!("shard group {g} does not exist")),
+            };
+        }
+        Ok(self
+            .map
+            .groups
+            .iter()
+            .filter(|g| g.primary.is_some())
+            .min_by_key(|g| (g.replicas.len(), g.id))
+            .map(|g| g.id))
+    }
+
+    /// Gives waiting replicas to groups: first as primary of a group that lost its primary
+    /// with nobody to promote, then as replicas of the groups with the fewest.
+    fn assign_waiting(&mut self) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let waiting: Vec<MemberId> = self
+            .map
+            .members
+            .iter()
+            .filter(|m| m.state == MemberState::Waiting)
+            .map(|m| m.id)
+            .collect();
+        for id in waiting {
+            let headless = self
+                .map
+                .groups
+                .iter()
+                .find(|g| g.primary.is_none() && g.replicas.is_empty())
+                .map(|g| g.id);
+            let target = headless.or_else(|| self.place_replica(None).ok().flatten());
+            let Some(g) = target else { break };
+            let becomes_primary = headless.is_some();
+            if let Some(sg) = self.map.groups.iter_mut().find(|sg| sg.id == g) {
+                if becomes_primary {
+                    sg.primary = Some(id);
+                } else {
+                    sg.replicas.push(id);
+                }
+            }
+            if let Some(m) = self.map.members.iter_mut().find(|m| m.id == id) {
+                m.group = Some(g);
+                m.state = MemberState::Active;
+                if becomes_primary {
+                    m.role = Role::Primary;
+                }
+            }
+            actions.push(if becomes_primary {
+                Action::Promoted {
+                    member: id,
+                    group: g,
+                }
+            } else {
+                Action::Welcome {
+                    member: id,
+                    group: Some(g),
+                }
+            });
+        }
+        actions
+    }
+
+    fn tick(&mut self, now: u64) -> Vec<Action> {
+        let limit = self
+            .config
+            .heartbeat_interval_ms
+            .saturating_mul(self.config.missed_heartbeats.max(1));
+        let dead: Vec<MemberId> = self
+            .map
+            .members
+            .iter()
+            .filter(|m| now.saturating_sub(self.last_seen.get(&m.id).copied().unwrap_or(0)) > limit)
+            .map(|m| m.id)
+            .collect();
+        if dead.is_empty() {
+            return Vec::new();
+        }
+        let mut actions = Vec::new();
+        for id in dead {
+            actions.push(Action::Dead { member: id });
+            actions.extend(self.remove(id));
+        }
+        self.map.epoch += 1;
+        actions.push(Action::PublishMap);
+        actions
+    }
+
+    /// Takes `id` out of the map, promoting the most up-to-date replica if it led a group.
+    fn remove(&mut self, id: MemberId) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let group = self.map.member(id).and_then(|m| m.group);
+        self.map.members.retain(|m| m.id != id);
+        self.last_seen.remove(&id);
+        let applied = &self.applied;
+        if let Some(g) = group {
+            if let Some(sg) = self.map.groups.iter_mut().find(|sg| sg.id == g) {
+                sg.replicas.retain(|&r| r != id);
+                if sg.primary == Some(id) {
+                    sg.primary = None;
+                    // Most writes applied wins; ties go to the lowest id, so the choice is stable.
+                    let best = sg.replicas.iter().copied().max_by_key(|r| {
+                        (applied.get(r).copied().unwrap_or(0), std::cmp::Reverse(*r))
+                    });
+                    if let Some(r) = best {
+                        sg.replicas.retain(|&x| x != r);
+                        sg.primary = Some(r);
+                        actions.push(Action::Promoted {
+                            member: r,
+                            group: g,
+                        });
+                    }
+                }
+            }
+            for a in &actions {
+                if let Action::Promoted { member, .. } = a {
+                    if let Some(m) = self.map.members.iter_mut().find(|m| m.id == *member) {
+                        m.role = Role::Primary;
+                    }
+                }
+            }
+        }
+        self.applied.remove(&id);
+        actions.extend(self.assign_waiting());
+        actions
+    }
+}

@@ -1,0 +1,218 @@
+//! The membership state machine driven by events, checked without sockets.
+
+use proptest::prelude::*;
+use ringcache_cluster::{
+    Action, ClusterMap, Event, JoinRequest, MemberState, Membership, MembershipConfig, Role,
+};
+
+fn join(port: u16, role: Role, group: Option<u32>) -> Event {
+    Event::Join(JoinRequest {
+        host: "127.0.0.1".into(),
+        main_port: port,
+        core_ports: vec![port + 1, port + 2],
+        role,
+        group,
+    })
+}
+
+fn config() -> MembershipConfig {
+    MembershipConfig {
+        heartbeat_interval_ms: 100,
+        missed_heartbeats: 3,
+        vnodes: 64,
+    }
+}
+
+fn welcomed(actions: &[Action]) -> u64 {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Welcome { member, .. } => Some(*member),
+            _ => None,
+        })
+        .expect("welcomed")
+}
+
+fn check_invariants(map: &ClusterMap) {
+    let mut ring_groups: Vec<u32> = map.groups.iter().map(|g| g.id).collect();
+    ring_groups.sort_unstable();
+    assert_eq!(
+        map.ring.groups(),
+        &ring_groups[..],
+        "ring and groups disagree"
+    );
+    for g in &map.groups {
+        for id in g.primary.iter().chain(g.replicas.iter()) {
+            let m = map.member(*id).expect("group names a missing member");
+            assert_eq!(m.group, Some(g.id));
+            assert_eq!(m.state, MemberState::Active);
+        }
+        if let Some(p) = g.primary {
+            assert!(!g.replicas.contains(&p), "primary is also a replica");
+            assert_eq!(map.member(p).map(|m| m.role), Some(Role::Primary));
+        }
+    }
+    for m in &map.members {
+        let holders = map
+            .groups
+            .iter()
+            .filter(|g| g.primary == Some(m.id) || g.replicas.contains(&m.id))
+            .count();
+        let expected = usize::from(m.state == MemberState::Active);
+        assert_eq!(holders, expected, "member {} in {holders} groups", m.id);
+    }
+}
+
+#[test]
+fn primaries_create_groups_and_replicas_spread_over_them() {
+    let mut m = Membership::new(config());
+    for p in [1000, 2000, 3000] {
+        m.handle(join(p, Role::Primary, None), 0);
+    }
+    for p in [1100, 2100, 3100] {
+        m.handle(join(p, Role::Replica, None), 0);
+    }
+    let map = m.map();
+    assert_eq!(map.groups.len(), 3);
+    assert!(map.groups.iter().all(|g| g.replicas.len() == 1));
+    assert_eq!(map.epoch, 6);
+    check_invariants(map);
+    let route = map.route(b"some key").expect("route");
+    assert_eq!(route.member.role, Role::Primary);
+    assert!(route.member.core_ports.contains(&route.port));
+}
+
+#[test]
+fn a_replica_that_arrives_first_waits_then_joins_the_first_primary() {
+    let mut m = Membership::new(config());
+    let a = m.handle(join(1100, Role::Replica, None), 0);
+    let r = welcomed(&a);
+    assert_eq!(
+        m.map().member(r).map(|x| x.state),
+        Some(MemberState::Waiting)
+    );
+    assert!(m.map().route(b"k").is_err());
+    let b = m.handle(join(1000, Role::Primary, None), 0);
+    assert!(b.contains(&Action::PublishMap));
+    let g = m.map().member(r).and_then(|x| x.group).expect("assigned");
+    assert_eq!(m.map().group(g).map(|g| g.replicas.clone()), Some(vec![r]));
+    check_invariants(m.map());
+}
+
+#[test]
+fn a_silent_primary_is_replaced_by_its_most_up_to_date_replica() {
+    let mut m = Membership::new(config());
+    let p = welcomed(&m.handle(join(1000, Role::Primary, None), 0));
+    let r1 = welcomed(&m.handle(join(1100, Role::Replica, Some(1)), 0));
+    let r2 = welcomed(&m.handle(join(1200, Role::Replica, Some(1)), 0));
+    let epoch = m.map().epoch;
+    for t in (100..=250).step_by(50) {
+        m.handle(
+            Event::Heartbeat {
+                member: r1,
+                applied: 10,
+            },
+            t,
+        );
+        m.handle(
+            Event::Heartbeat {
+                member: r2,
+                applied: 12,
+            },
+            t,
+        );
+        assert!(m.handle(Event::Tick, t).is_empty());
+    }
+    let actions = m.handle(Event::Tick, 301);
+    assert!(actions.contains(&Action::Dead { member: p }));
+    assert!(actions.contains(&Action::Promoted {
+        member: r2,
+        group: 1
+    }));
+    assert!(actions.contains(&Action::PublishMap));
+    assert!(m.map().epoch > epoch);
+    assert_eq!(m.map().group(1).and_then(|g| g.primary), Some(r2));
+    assert_eq!(m.map().route(b"k").map(|r| r.member.id), Ok(r2));
+    check_invariants(m.map());
+    // The old primary comes back talking: it must join again.
+    assert_eq!(
+        m.handle(
+            Event::Heartbeat {
+                member: p,
+                applied: 0
+            },
+            302
+        ),
+        vec![Action::Rejoin { member: p }]
+    );
+}
+
+#[test]
+fn a_group_without_members_fails_routing_clearly() {
+    let mut m = Membership::new(config());
+    let p = welcomed(&m.handle(join(1000, Role::Primary, None), 0));
+    m.handle(Event::Leave { member: p }, 10);
+    assert_eq!(
+        m.map().route(b"k").map(|r| r.port),
+        Err(ringcache_cluster::RouteError::NoPrimary(1))
+    );
+    // A replica joining now leads the headless group.
+    let r = welcomed(&m.handle(join(1100, Role::Replica, None), 20));
+    assert_eq!(m.map().group(1).and_then(|g| g.primary), Some(r));
+    check_invariants(m.map());
+}
+
+#[test]
+fn bad_joins_are_refused() {
+    let mut m = Membership::new(config());
+    m.handle(join(1000, Role::Primary, None), 0);
+    assert!(matches!(
+        m.handle(join(1000, Role::Primary, None), 0)[..],
+        [Action::Reject { .. }]
+    ));
+    assert!(matches!(
+        m.handle(join(1100, Role::Replica, Some(9)), 0)[..],
+        [Action::Reject { .. }]
+    ));
+    let mut no_cores = join(1200, Role::Primary, None);
+    if let Event::Join(j) = &mut no_cores {
+        j.core_ports.clear();
+    }
+    assert!(matches!(m.handle(no_cores, 0)[..], [Action::Reject { .. }]));
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Join(u16, bool, Option<u32>),
+    Beat(u64, u64),
+    Leave(u64),
+    Advance(u64),
+}
+
+proptest! {
+    #[test]
+    fn invariants_hold_under_random_events(steps in prop::collection::vec(prop_oneof![
+        (0u16..20, any::<bool>(), prop::option::of(1u32..4)).prop_map(|(p, primary, g)| Step::Join(p, primary, g)),
+        (1u64..20, 0u64..100).prop_map(|(m, a)| Step::Beat(m, a)),
+        (1u64..20).prop_map(Step::Leave),
+        (1u64..400).prop_map(Step::Advance),
+    ], 1..80)) {
+        let mut m = Membership::new(config());
+        let mut now = 0;
+        let mut epoch = 0;
+        for step in steps {
+            match step {
+                Step::Join(p, primary, g) => {
+                    let role = if primary { Role::Primary } else { Role::Replica };
+                    m.handle(join(1000 + p * 10, role, g), now);
+                }
+                Step::Beat(id, applied) => { m.handle(Event::Heartbeat { member: id, applied }, now); }
+                Step::Leave(id) => { m.handle(Event::Leave { member: id }, now); }
+                Step::Advance(dt) => { now += dt; m.handle(Event::Tick, now); }
+            }
+            prop_assert!(m.map().epoch >= epoch);
+            epoch = m.map().epoch;
+            check_invariants(m.map());
+        }
+    }
+}
