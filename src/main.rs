@@ -2,6 +2,8 @@
 //! The node's logic lives in `ringcache-net`; the command-line client is built on
 //! `ringcache-client`.
 
+mod cli;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +23,8 @@ enum Command {
     /// Run a cache node: one pinned core per CPU, RESP and native protocol on --port,
     /// one port per core from --core-port-base.
     Node(NodeArgs),
+    /// Talk to a running node from the command line: get, set, del, mget, stats, ...
+    Cli(cli::CliArgs),
 }
 
 fn init_logging() {
@@ -60,6 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             stop_on_signals(stop.clone())?;
             run_node(cfg, stop)
         }
+        Command::Cli(args) => cli::run(args),
     }
 }
 

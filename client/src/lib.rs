@@ -1,1 +1,51 @@
 //! The thin ringcache client: blocking std networking, routes each key straight to its core.
+//!
+//! A ringcache node runs one core per CPU, each owning a shard of the keys and listening on a
+//! port of its own. [`Client::connect`] asks the node's main port for that layout
+//! (`TOPOLOGY`) and then keeps one connection per core, opened on first use; each request is
+//! sent, in the native binary protocol, to the core that owns its key (the same jump hash the
+//! node uses), so nothing is handed between cores on the server. Multi-key requests are split
+//! per core and their answers reassembled in the caller's order.
+//!
+//! - Typed calls for every command: [`Client::get`], [`Client::set_with`] (TTL, NX/XX,
+//!   compare-and-set by version, tags), [`Client::mget`], [`Client::incr_by`], ...
+//! - Batches: [`Client::pipeline`] collects commands and sends each connection's share in one
+//!   write; replies are matched by request id and answered in order.
+//! - Timeouts, an optional password, and one retry of idempotent requests on a fresh
+//!   connection when a connection breaks: [`ClientConfig`].
+//! - Typed errors: [`ClientError`].
+//!
+//! Buffers are kept per connection and reused: a request allocates only what it returns.
+//!
+//! ```no_run
+//! use ringcache_client::{Client, ClientConfig};
+//! use std::time::Duration;
+//!
+//! let cfg = ClientConfig::default().timeout(Duration::from_secs(1));
+//! let mut c = Client::connect_with("127.0.0.1:7379", cfg)?;
+//! c.mset(&[("a", "1"), ("b", "2")])?;
+//! assert_eq!(c.mget(&["a", "missing", "b"])?, vec![Some(b"1".to_vec()), None, Some(b"2".to_vec())]);
+//! assert_eq!(c.incr_by("hits", 3)?, 3);
+//! # Ok::<(), ringcache_client::ClientError>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod config;
+mod conn;
+mod error;
+mod pipeline;
+mod reply;
+mod route;
+
+pub use client::Client;
+pub use config::{ClientConfig, DEFAULT_IDLE_CHECK, DEFAULT_MAX_REPLY, DEFAULT_TIMEOUT};
+pub use error::ClientError;
+pub use pipeline::Pipeline;
+pub use reply::{Reply, SetOpts, SetOutcome, Ttl, Versioned};
+pub use ringcache_proto::{CoreInfo, ErrorKind, Limits, Topology};
+
+#[cfg(test)]
+mod mock_tests;

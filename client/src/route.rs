@@ -1,0 +1,340 @@
+//! Routing: which connection each request goes to, how multi-key requests are split per core,
+//! and how the parts' replies are put back together in the caller's order.
+
+use ringcache_cluster::core_for_key;
+use ringcache_proto::{Command, SetCond};
+
+use crate::error::ClientError;
+use crate::reply::Reply;
+
+/// Connection slot of the node's main port (non-keyed commands: PING, STATS, FLUSH, ...).
+pub(crate) const MAIN: usize = 0;
+
+/// Connection slot of core `core`.
+pub(crate) fn core_slot(core: u32) -> usize {
+    core as usize + 1
+}
+
+/// The connection slot for `key` on a node of `cores` cores.
+pub(crate) fn key_slot(key: &[u8], cores: u32) -> usize {
+    core_slot(core_for_key(key, cores))
+}
+
+/// Groups key positions by owning core: `(core, positions)` in order of first appearance.
+pub(crate) fn split_by_core<'k>(
+    keys: impl IntoIterator<Item = &'k [u8]>,
+    cores: u32,
+) -> Vec<(u32, Vec<usize>)> {
+    let mut group_of: Vec<usize> = vec![usize::MAX; cores.max(1) as usize];
+    let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
+    for (i, k) in keys.into_iter().enumerate() {
+        let c = core_for_key(k, cores);
+        let g = &mut group_of[c as usize];
+        if *g == usize::MAX {
+            *g = groups.len();
+            groups.push((c, Vec::new()));
+        }
+        groups[*g].1.push(i);
+    }
+    groups
+}
+
+/// How the replies of an operation's parts make its one reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Merge {
+    /// One part; its reply as is.
+    One,
+    /// Integer replies added up (DEL, EXISTS, TOUCH).
+    Sum,
+    /// Each part answers its keys' values; `positions[i]` says where part i's go.
+    MGet {
+        /// Positions in the caller's key list, per part.
+        positions: Vec<Vec<usize>>,
+        /// Number of keys asked for.
+        len: usize,
+    },
+    /// Every part must answer OK (MSET).
+    AllOk,
+}
+
+/// One caller-visible operation, as requests to one or more connections.
+#[derive(Debug)]
+pub(crate) struct Op<'a> {
+    /// (connection slot, request) per part.
+    pub(crate) parts: Vec<(usize, Command<'a>)>,
+    /// How the parts' replies combine.
+    pub(crate) merge: Merge,
+    /// Whether the parts may be sent again after a broken connection.
+    pub(crate) retry: bool,
+}
+
+/// Whether sending `cmd` twice leaves the same state and gives the same answer as once.
+pub(crate) fn idempotent(cmd: &Command<'_>) -> bool {
+    match cmd {
+        Command::Set {
+            cond, if_version, ..
+        } => *cond == SetCond::Always && if_version.is_none(),
+        Command::Expire { ms, .. } => *ms > 0,
+        Command::Del { .. } | Command::IncrBy { .. } | Command::Persist { .. } | Command::Quit => {
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Plans `cmd` for a node of `cores` cores: single-key commands go to the key's core,
+/// multi-key commands are split per core, the rest go to the main port.
+pub(crate) fn plan(cmd: Command<'_>, cores: u32) -> Op<'_> {
+    let retry = idempotent(&cmd);
+    let one = |slot, cmd| Op {
+        parts: vec![(slot, cmd)],
+        merge: Merge::One,
+        retry,
+    };
+    if let Some(key) = cmd.key() {
+        return one(key_slot(key, cores), cmd);
+    }
+    match cmd {
+        Command::Del { keys } => sum_split(keys, cores, retry, |keys| Command::Del { keys }),
+        Command::Exists { keys } => sum_split(keys, cores, retry, |keys| Command::Exists { keys }),
+        Command::Touch { keys } => sum_split(keys, cores, retry, |keys| Command::Touch { keys }),
+        Command::MGet { keys } => {
+            let groups = split_by_core(keys.iter().copied(), cores);
+            let mut parts = Vec::with_capacity(groups.len());
+            let mut positions = Vec::with_capacity(groups.len());
+            for (core, pos) in groups {
+                parts.push((
+                    core_slot(core),
+                    Command::MGet {
+                        keys: pos.iter().map(|&i| keys[i]).collect(),
+                    },
+                ));
+                positions.push(pos);
+            }
+            Op {
+                parts,
+                merge: Merge::MGet {
+                    positions,
+                    len: keys.len(),
+                },
+                retry,
+            }
+        }
+        Command::MSet { pairs } => {
+            let parts = split_by_core(pairs.iter().map(|(k, _)| *k), cores)
+                .into_iter()
+                .map(|(core, pos)| {
+                    let part = pos.iter().map(|&i| pairs[i]).collect();
+                    (core_slot(core), Command::MSet { pairs: part })
+                })
+                .collect();
+            Op {
+                parts,
+                merge: Merge::AllOk,
+                retry,
+            }
+        }
+        other => one(MAIN, other),
+    }
+}
+
+/// Splits a counting command (DEL, EXISTS, TOUCH) per core; the counts are added up.
+fn sum_split<'a>(
+    keys: Vec<&'a [u8]>,
+    cores: u32,
+    retry: bool,
+    make: impl Fn(Vec<&'a [u8]>) -> Command<'a>,
+) -> Op<'a> {
+    let parts = split_by_core(keys.iter().copied(), cores)
+        .into_iter()
+        .map(|(core, pos)| {
+            (
+                core_slot(core),
+                make(pos.iter().map(|&i| keys[i]).collect()),
+            )
+        })
+        .collect();
+    Op {
+        parts,
+        merge: Merge::Sum,
+        retry,
+    }
+}
+
+/// Combines the parts' replies (in part order) into the operation's reply.
+pub(crate) fn merge(
+    merge: &Merge,
+    replies: impl IntoIterator<Item = Result<Reply, ClientError>>,
+) -> Result<Reply, ClientError> {
+    let mut replies = replies.into_iter();
+    match merge {
+        Merge::One => replies
+            .next()
+            .unwrap_or_else(|| Err(ClientError::Protocol("no reply".into()))),
+        Merge::Sum => {
+            let mut total: i64 = 0;
+            for r in replies {
+                total = total.saturating_add(r?.into_int()?);
+            }
+            Ok(Reply::Int(total))
+        }
+        Merge::AllOk => {
+            for r in replies {
+                r?.into_ok()?;
+            }
+            Ok(Reply::Ok)
+        }
+        Merge::MGet { positions, len } => {
+            let mut out = vec![None; *len];
+            for (r, pos) in replies.zip(positions) {
+                let vals = r?.into_values()?;
+                if vals.len() != pos.len() {
+                    return Err(ClientError::Protocol(format!(
+                        "MGET of {} keys answered {} values",
+                        pos.len(),
+                        vals.len()
+                    )));
+                }
+                for (v, &p) in vals.into_iter().zip(pos) {
+                    out[p] = v;
+                }
+            }
+            Ok(Reply::Values(out))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reply::Versioned;
+
+    /// A key owned by `core` of `cores`.
+    fn key_on(core: u32, cores: u32, tag: &str) -> Vec<u8> {
+        (0u32..)
+            .map(|i| format!("{tag}{i}").into_bytes())
+            .find(|k| core_for_key(k, cores) == core)
+            .unwrap()
+    }
+
+    #[test]
+    fn single_key_commands_go_to_their_core() {
+        for cores in [1u32, 2, 3, 8] {
+            for core in 0..cores {
+                let k = key_on(core, cores, "k");
+                let op = plan(Command::Get { key: &k }, cores);
+                assert_eq!(op.parts.len(), 1);
+                assert_eq!(op.parts[0].0, core_slot(core));
+                assert_eq!(op.merge, Merge::One);
+                assert!(op.retry);
+            }
+        }
+        assert_eq!(plan(Command::Stats, 4).parts[0].0, MAIN);
+        assert!(
+            !plan(
+                Command::IncrBy {
+                    key: b"a",
+                    delta: 1
+                },
+                4
+            )
+            .retry
+        );
+    }
+
+    #[test]
+    fn multi_key_commands_split_per_core() {
+        let (a, b, c) = (key_on(0, 2, "a"), key_on(1, 2, "b"), key_on(0, 2, "c"));
+        let op = plan(
+            Command::MGet {
+                keys: vec![&a, &b, &c],
+            },
+            2,
+        );
+        assert_eq!(
+            op.parts,
+            vec![
+                (core_slot(0), Command::MGet { keys: vec![&a, &c] }),
+                (core_slot(1), Command::MGet { keys: vec![&b] }),
+            ]
+        );
+        assert_eq!(
+            op.merge,
+            Merge::MGet {
+                positions: vec![vec![0, 2], vec![1]],
+                len: 3
+            }
+        );
+        let op = plan(
+            Command::MSet {
+                pairs: vec![(&a, b"1"), (&b, b"2")],
+            },
+            2,
+        );
+        assert_eq!(op.parts.len(), 2);
+        assert_eq!(op.merge, Merge::AllOk);
+        let op = plan(Command::Del { keys: vec![&b, &a] }, 2);
+        assert_eq!(op.parts[0], (core_slot(1), Command::Del { keys: vec![&b] }));
+        assert_eq!(op.merge, Merge::Sum);
+        assert!(!op.retry);
+        assert!(plan(Command::Del { keys: vec![] }, 2).parts.is_empty());
+    }
+
+    #[test]
+    fn merged_replies_come_back_in_caller_order() {
+        let v = |s: &str| {
+            Some(Versioned {
+                value: s.as_bytes().to_vec(),
+                version: 1,
+                ttl: None,
+            })
+        };
+        let m = Merge::MGet {
+            positions: vec![vec![0, 2], vec![1]],
+            len: 3,
+        };
+        let got = merge(
+            &m,
+            [
+                Ok(Reply::Values(vec![v("a"), None])),
+                Ok(Reply::Values(vec![v("b")])),
+            ],
+        )
+        .unwrap();
+        assert_eq!(got, Reply::Values(vec![v("a"), v("b"), None]));
+        assert!(merge(
+            &m,
+            [Ok(Reply::Values(vec![v("a")])), Ok(Reply::Values(vec![]))]
+        )
+        .is_err());
+        assert_eq!(
+            merge(&Merge::Sum, [Ok(Reply::Int(2)), Ok(Reply::Int(3))]).unwrap(),
+            Reply::Int(5)
+        );
+        assert_eq!(merge(&Merge::Sum, []).unwrap(), Reply::Int(0));
+        let err = ClientError::Protocol("x".into());
+        assert!(merge(&Merge::AllOk, [Ok(Reply::Ok), Err(err)]).is_err());
+        assert_eq!(merge(&Merge::AllOk, []).unwrap(), Reply::Ok);
+        assert!(merge(&Merge::One, []).is_err());
+    }
+
+    #[test]
+    fn idempotency() {
+        let set = |cond, if_version| Command::Set {
+            key: b"k",
+            value: b"v",
+            expiry: ringcache_proto::Expiry::None,
+            cond,
+            if_version,
+            tags: vec![],
+            get_version: false,
+        };
+        assert!(idempotent(&set(SetCond::Always, None)));
+        assert!(!idempotent(&set(SetCond::Nx, None)));
+        assert!(!idempotent(&set(SetCond::Always, Some(3))));
+        assert!(idempotent(&Command::Expire { key: b"k", ms: 5 }));
+        assert!(!idempotent(&Command::Expire { key: b"k", ms: 0 }));
+        assert!(!idempotent(&Command::Persist { key: b"k" }));
+        assert!(idempotent(&Command::MGet { keys: vec![b"k"] }));
+    }
+}
