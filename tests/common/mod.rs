@@ -227,3 +227,98 @@ impl Drop for Node {
         let _ = std::fs::remove_file(&self.log);
     }
 }
+
+// Helpers for the robustness tests (bad_input, redis_tools, memory_budget).
+
+/// One RESP request: an array of bulk strings.
+pub fn resp_command(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// The `name:value` lines of a STATS / INFO reply (any framing around them is skipped).
+pub fn parse_stats(reply: &[u8]) -> std::collections::HashMap<String, u64> {
+    String::from_utf8_lossy(reply)
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.trim().split_once(':')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+impl Node {
+    /// `STATS` over a fresh connection to the main port (which itself counts as one connection).
+    pub fn stats(&self) -> std::collections::HashMap<String, u64> {
+        let mut c = self.connect();
+        parse_stats(&self.roundtrip(&mut c, b"*1\r\n$5\r\nSTATS\r\n"))
+    }
+}
+
+impl Node {
+    /// Like [`Node::start`] but with a memory budget other than 64 MiB (`memory` as the flag
+    /// takes it, e.g. "8m"); fails at once, with the log, if the node exits while starting.
+    pub fn start_with_memory(cores: usize, memory: &str, extra: &[&str]) -> Node {
+        let (port, base) = free_ports(cores);
+        let log = std::env::temp_dir().join(format!("ringcache-test-{port}.log"));
+        let stderr = File::create(&log).expect("create node log");
+        let (cores_s, port_s, base_s) = (cores.to_string(), port.to_string(), base.to_string());
+        let mut args = vec![
+            "node",
+            "--port",
+            &port_s,
+            "--core-port-base",
+            &base_s,
+            "--cores",
+            &cores_s,
+            "--memory",
+            memory,
+        ];
+        args.extend_from_slice(extra);
+        let child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("start ringcache");
+        let mut node = Node {
+            child,
+            port,
+            core_ports: (0..cores as u16).map(|i| base + i).collect(),
+            log,
+        };
+        let ports: Vec<u16> = std::iter::once(port)
+            .chain(node.core_ports.clone())
+            .collect();
+        let mut exited = None;
+        let up = wait_until(Duration::from_secs(30), || {
+            if let Ok(Some(st)) = node.child.try_wait() {
+                exited = Some(st);
+                return true;
+            }
+            ports
+                .iter()
+                .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok())
+        });
+        if let Some(st) = exited {
+            panic!(
+                "node exited while starting ({st}); log:\n{}",
+                node.log_text()
+            );
+        }
+        if !up {
+            panic!(
+                "node did not start listening within 30 s; log:\n{}",
+                node.log_text()
+            );
+        }
+        node
+    }
+}
