@@ -6,7 +6,6 @@
 //! timeout and every wait a deadline, so a server hang fails a test instead of stalling it.
 
 // `common::read_line` (shared, not ours to change) trips this lint.
-#[allow(clippy::while_let_loop)]
 mod common;
 
 use std::io::{ErrorKind as IoKind, Read, Write};
@@ -705,7 +704,6 @@ fn huge_and_invalid_resp_lengths_get_an_error_and_close_without_memory_growth() 
 /// Redis answers `-ERR Protocol error: ...`; a doubled prefix shows in every client as
 /// "ERR ERR Protocol error".
 #[test]
-#[ignore = "server bug: RESP protocol errors are sent as `-ERR ERR Protocol error: ...`"]
 fn resp_protocol_errors_have_a_single_err_prefix() {
     let mut node = Node::start(1, &[]);
     for (input, want) in [

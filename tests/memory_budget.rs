@@ -4,7 +4,6 @@
 //! budget instead of growing with the data written.
 
 // `common::read_line` (shared, not ours to change) trips this lint.
-#[allow(clippy::while_let_loop)]
 mod common;
 
 use std::collections::HashMap;

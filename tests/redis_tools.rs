@@ -6,7 +6,6 @@
 //! which it is killed and the test fails.
 
 // `common::read_line` (shared, not ours to change) trips this lint.
-#[allow(clippy::while_let_loop)]
 mod common;
 
 use std::collections::HashMap;

@@ -88,26 +88,27 @@ pub enum EncodeError {
     Body(#[from] bincode::Error),
 }
 
-/// Malformed RESP input; the server answers `-{err}` and closes the connection, as Redis does.
+/// Malformed RESP input; the server answers `-ERR {err}` and closes the connection, as Redis
+/// does. The message carries no `ERR ` prefix: the encoder adds it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RespError {
     /// `*` count that is not a number or is out of range.
-    #[error("ERR Protocol error: invalid multibulk length")]
+    #[error("Protocol error: invalid multibulk length")]
     InvalidMultibulkLength,
     /// `$` length that is not a number, negative, or over the bulk limit.
-    #[error("ERR Protocol error: invalid bulk length")]
+    #[error("Protocol error: invalid bulk length")]
     InvalidBulkLength,
     /// An array element that is not a bulk string.
-    #[error("ERR Protocol error: expected '$', got '{}'", char::from(*.0).escape_default())]
+    #[error("Protocol error: expected '$', got '{}'", char::from(*.0).escape_default())]
     ExpectedBulk(u8),
     /// A bulk string not followed by CRLF, or a length line not ended by CRLF.
-    #[error("ERR Protocol error: expected CRLF")]
+    #[error("Protocol error: expected CRLF")]
     MissingCrlf,
     /// An inline command line longer than the inline bound.
-    #[error("ERR Protocol error: too big inline request")]
+    #[error("Protocol error: too big inline request")]
     InlineTooLong,
     /// More arguments than `Limits::max_args`.
-    #[error("ERR Protocol error: too many arguments ({len} > {max})")]
+    #[error("Protocol error: too many arguments ({len} > {max})")]
     TooManyArgs {
         /// Announced or counted arguments.
         len: usize,
@@ -115,7 +116,7 @@ pub enum RespError {
         max: usize,
     },
     /// A bulk string longer than the largest key or value.
-    #[error("ERR Protocol error: bulk string too large ({len} > {max})")]
+    #[error("Protocol error: bulk string too large ({len} > {max})")]
     BulkTooLarge {
         /// Announced length.
         len: usize,
@@ -123,7 +124,7 @@ pub enum RespError {
         max: usize,
     },
     /// A whole request larger than `Limits::max_frame`.
-    #[error("ERR Protocol error: request too large (over {max} bytes)")]
+    #[error("Protocol error: request too large (over {max} bytes)")]
     RequestTooLarge {
         /// Configured maximum.
         max: usize,
@@ -261,7 +262,7 @@ mod tests {
         );
         assert_eq!(
             RespError::ExpectedBulk(b'\n').to_string(),
-            "ERR Protocol error: expected '$', got '\\n'"
+            "Protocol error: expected '$', got '\\n'"
         );
     }
 

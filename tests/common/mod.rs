@@ -205,15 +205,10 @@ pub fn read_reply(conn: &mut TcpStream) -> Vec<u8> {
 fn read_line(conn: &mut TcpStream, out: &mut Vec<u8>) -> Vec<u8> {
     let mut line = Vec::new();
     let mut b = [0u8; 1];
-    loop {
-        match conn.read(&mut b) {
-            Ok(1) => {
-                line.push(b[0]);
-                if line.ends_with(b"\r\n") {
-                    break;
-                }
-            }
-            _ => break,
+    while let Ok(1) = conn.read(&mut b) {
+        line.push(b[0]);
+        if line.ends_with(b"\r\n") {
+            break;
         }
     }
     out.extend_from_slice(&line);
