@@ -653,9 +653,16 @@ impl Conn {
                 let t = ctx.core.borrow().topology.clone();
                 reply(out, wire, &Response::Topology(t));
             }
-            Command::ConfigGet { .. } | Command::CommandDocs => {
-                reply(out, wire, &Response::Values(Vec::new()))
+            Command::ConfigGet { pattern } => {
+                // redis-benchmark asks for these; a cache persists nothing.
+                let pairs: Vec<(&[u8], &[u8])> = match pattern.to_ascii_lowercase().as_slice() {
+                    b"save" => vec![(b"save", b"")],
+                    b"appendonly" => vec![(b"appendonly", b"no")],
+                    _ => Vec::new(),
+                };
+                reply(out, wire, &Response::Pairs(pairs));
             }
+            Command::CommandDocs => reply(out, wire, &Response::Values(Vec::new())),
             Command::Select { db: 0 } | Command::ClientSetInfo | Command::ClientSetName { .. } => {
                 reply(out, wire, &Response::Ok)
             }

@@ -189,10 +189,10 @@ async fn core_main(
     let id = core.borrow().id as usize;
     let main_addr = SocketAddr::new(cfg.bind, cfg.port);
     let core_addr = SocketAddr::new(cfg.bind, cfg.core_ports[id]);
-    let main = TcpListener::bind(main_addr)
-        .map_err(|e| anyhow::anyhow!("listening on {main_addr}: {e}"))?;
-    let own = TcpListener::bind(core_addr)
-        .map_err(|e| anyhow::anyhow!("listening on {core_addr}: {e}"))?;
+    let main =
+        bind_listener(main_addr).map_err(|e| anyhow::anyhow!("listening on {main_addr}: {e}"))?;
+    let own =
+        bind_listener(core_addr).map_err(|e| anyhow::anyhow!("listening on {core_addr}: {e}"))?;
     let cfg = Rc::new(cfg);
     let shutdown = Rc::new(Cell::new(false));
     let ctx = Rc::new(ConnContext {
@@ -225,6 +225,21 @@ async fn core_main(
         m.close();
     }
     Ok(())
+}
+
+/// A listening socket shared by every core (SO_REUSEPORT) that can be bound again at once after
+/// a restart even while the previous process's connections linger (SO_REUSEADDR).
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    let fd = socket.into_raw_fd();
+    // SAFETY: `fd` is a bound, listening TCP socket we own; ownership moves to the listener.
+    Ok(unsafe { TcpListener::from_raw_fd(fd) })
 }
 
 async fn accept_loop(listener: TcpListener, ctx: Rc<ConnContext>) {
