@@ -1,7 +1,8 @@
 //! Typed errors of every decoder and encoder in this crate.
 //!
-//! RESP-facing errors (`RespError`, `CommandError`) display the exact Redis text, `ERR` included,
-//! so a server writes `-{err}\r\n`; native errors (`FrameError`, `ProtoError`) are plain messages.
+//! `CommandError` displays the exact Redis text, `ERR` included (`write_body` gives it without);
+//! `RespError` and the native errors (`FrameError`, `ProtoError`) are plain messages: answer them
+//! as `Response::error(e.kind(), e.to_string())`, whose RESP rendering adds the `ERR` prefix.
 
 use std::fmt;
 

@@ -51,14 +51,15 @@
 //! let limits = Limits::default();
 //! let mut parser = RespParser::new();
 //! let mut ver = RespVersion::V2;
-//! let mut rbuf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nHELLO 3\r\nFOO\r\n"[..]);
+//! let mut rbuf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nHELLO 3\r\nFOO\r\n*x\r\n"[..]);
 //! let mut wbuf = BytesMut::new();
 //! loop {
 //!     let used = match parser.parse(&rbuf, &limits) {
 //!         Ok(Some(n)) => n,
 //!         Ok(None) => break, // append more bytes to rbuf (keep its start), then loop again
 //!         Err(e) => {
-//!             resp_encode::write_error_display(&mut wbuf, &e); // then close
+//!             // `-ERR Protocol error: ...`, then close the connection.
+//!             resp_encode::write_error_kind(&mut wbuf, e.kind(), &e.to_string());
 //!             break;
 //!         }
 //!     };
@@ -78,7 +79,7 @@
 //!     rbuf.advance(used);
 //! }
 //! assert!(wbuf.starts_with(b"$-1\r\n%7\r\n"));
-//! assert!(wbuf.ends_with(b"-ERR unknown command 'FOO'\r\n"));
+//! assert!(wbuf.ends_with(b"-ERR unknown command 'FOO'\r\n-ERR Protocol error: invalid multibulk length\r\n"));
 //! ```
 
 #![forbid(unsafe_code)]

@@ -84,7 +84,7 @@ pub fn write_error(out: &mut BytesMut, msg: &str) {
     write_error_display(out, &msg);
 }
 
-/// Error `-{err}` from any `Display` (e.g. `RespError`, `CommandError`), without allocating.
+/// Error `-{err}` from any `Display` that starts with its code (e.g. `CommandError`), no allocation.
 pub fn write_error_display(out: &mut BytesMut, err: &dyn fmt::Display) {
     out.put_u8(b'-');
     // OneLine never fails.
