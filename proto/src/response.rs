@@ -64,6 +64,7 @@ impl ErrorKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValueRef<'a> {
     /// The stored bytes.
+    #[serde(borrow, with = "serde_bytes")]
     pub value: &'a [u8],
     /// The entry's version (hybrid logical clock stamp).
     pub version: u64,
