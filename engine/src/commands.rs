@@ -341,9 +341,13 @@ impl Shard {
     }
 
     fn add_rule(&mut self, matcher: Matcher) {
-        if self.rules.is_full() {
-            // Too many pending rules would slow every read: finish the oldest now.
-            let n = self.rules.oldest_remaining();
+        // Too many pending rules would slow every read: finish the oldest now. Two passes over
+        // the slab always suffice (the first may start mid-slab).
+        for _ in 0..2 {
+            if !self.rules.is_full() {
+                break;
+            }
+            let n = self.slab.capacity_slots().max(1);
             self.sweep_rules(n);
         }
         self.rules

@@ -16,7 +16,9 @@ pub(crate) enum Matcher {
 struct Rule {
     matcher: Matcher,
     cut: u64,
-    /// Slots the sweep must still visit before every entry the rule can match is gone.
+    /// Slab length when the rule was made: only slots below it can hold entries it matches.
+    slots: usize,
+    /// Of those slots, how many the sweep must still visit.
     remaining: usize,
 }
 
@@ -45,6 +47,7 @@ impl Invalidations {
         self.rules.push(Rule {
             matcher,
             cut,
+            slots,
             remaining: slots,
         });
     }
@@ -77,10 +80,13 @@ impl Invalidations {
         (start, len)
     }
 
-    /// Records that `len` slots were swept and retires finished rules.
-    pub fn swept(&mut self, len: usize) {
+    /// Records that slots `start..start + len` were swept and retires finished rules. Slots made
+    /// after a rule do not count toward it: the cursor visits every older slot once per cycle.
+    pub fn swept(&mut self, start: u32, len: usize) {
+        let start = start as usize;
         for r in &mut self.rules {
-            r.remaining = r.remaining.saturating_sub(len);
+            let covered = (start + len).min(r.slots).saturating_sub(start);
+            r.remaining = r.remaining.saturating_sub(covered);
         }
         self.rules.retain(|r| r.remaining > 0);
     }
@@ -88,11 +94,6 @@ impl Invalidations {
     /// Whether the rule list is full and the oldest rule should be finished now.
     pub fn is_full(&self) -> bool {
         self.rules.len() >= MAX_RULES
-    }
-
-    /// Slots the oldest rule still has to sweep.
-    pub fn oldest_remaining(&self) -> usize {
-        self.rules.first().map_or(0, |r| r.remaining)
     }
 
     pub fn clear(&mut self) {
@@ -122,11 +123,26 @@ mod tests {
         let mut inv = Invalidations::default();
         inv.add(Matcher::Prefix(Box::default()), 1, 10);
         assert_eq!(inv.next_slice(4, 10), (0, 4));
-        inv.swept(4);
+        inv.swept(0, 4);
         assert_eq!(inv.next_slice(4, 10), (4, 4));
-        inv.swept(4);
+        inv.swept(4, 4);
         assert_eq!(inv.next_slice(4, 10), (8, 2));
-        inv.swept(2);
+        inv.swept(8, 2);
+        assert!(inv.is_empty());
+    }
+
+    #[test]
+    fn slots_made_after_a_rule_do_not_count_toward_it() {
+        let mut inv = Invalidations::default();
+        // The cursor sits at slot 1 of a one-slot slab when the rule is made.
+        inv.add(Matcher::Prefix(Box::default()), 1, 1);
+        inv.cursor = 1;
+        // A second slot appears; sweeping it must not retire the rule.
+        assert_eq!(inv.next_slice(1, 2), (1, 1));
+        inv.swept(1, 1);
+        assert!(!inv.is_empty());
+        assert_eq!(inv.next_slice(1, 2), (0, 1));
+        inv.swept(0, 1);
         assert!(inv.is_empty());
     }
 }

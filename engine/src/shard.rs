@@ -434,7 +434,7 @@ impl Shard {
                 self.remove_idx(idx, Removal::Invalidated);
             }
         }
-        self.rules.swept(len);
+        self.rules.swept(start, len);
     }
 
     /// Drops every entry at once and releases their memory.

@@ -373,7 +373,7 @@ fn run(ops: Vec<(u64, Op)>, policy: EvictionPolicy) -> Result<(), TestCaseError>
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::default())]
 
     #[test]
     fn lru_shard_matches_model(ops in prop::collection::vec((0u64..300, op()), 1..120)) {
@@ -418,7 +418,7 @@ fn small_shard(policy: EvictionPolicy) -> Shard {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::default())]
 
     /// With a small budget the shard never exceeds it, and under LRU every key that disappears
     /// is among the least recently used ones present.
