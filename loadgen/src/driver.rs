@@ -47,6 +47,18 @@ const PREFILL_DEPTH: usize = 64;
 /// `--timeout` if longer), rather than wait forever for a server that is gone.
 const STALL_NS: u64 = 10_000 * MS;
 
+/// How closed-loop connections keep their pipeline full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Refill {
+    /// Send `pipeline` requests together, then wait for all their replies (as
+    /// `redis-benchmark -P`): the server reads and answers whole batches.
+    Batch,
+    /// Keep `pipeline` requests in flight, sending a new one for each reply (as memtier):
+    /// more even load, smaller batches at the server.
+    Window,
+}
+
 /// Everything a run needs, fixed before the threads start.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -58,6 +70,9 @@ pub struct RunConfig {
     pub connections: usize,
     /// Requests in flight per connection.
     pub pipeline: usize,
+    /// How a closed-loop connection is topped up (`Batch`: all `pipeline` requests at once
+    /// after every reply of the previous batch; `Window`: as each reply arrives).
+    pub refill: Refill,
     /// OS threads.
     pub threads: usize,
     /// Open-loop rate in requests per second over all threads; `None` is closed loop.
@@ -706,6 +721,10 @@ impl<'a> Worker<'a> {
     /// Tops slot `s` up to its depth (closed loop and prefill).
     fn refill(&mut self, s: usize, now: u64) {
         if self.cfg.rate.is_some() && self.prefill.is_none() {
+            return;
+        }
+        if self.cfg.refill == Refill::Batch && self.prefill.is_none() && self.slots[s].inflight > 0
+        {
             return;
         }
         while self.slots[s].down == 0 && self.slots[s].inflight < self.depth {

@@ -142,6 +142,13 @@ impl LatencyHist {
             .map(|v| (v.percentile(), us(v.value_iterated_to())))
             .collect();
         out.dedup_by(|b, a| a.0 == b.0);
+        // Bucket edges can make the last step dip below its neighbour; a percentile curve
+        // never falls.
+        let mut top = 0.0f64;
+        for p in &mut out {
+            top = top.max(p.1);
+            p.1 = top;
+        }
         out
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use clap::Parser;
 
-use ringcache_loadgen::driver::{self, Phase, RunConfig};
+use ringcache_loadgen::driver::{self, Phase, Refill, RunConfig};
 use ringcache_loadgen::protocol::Target;
 use ringcache_loadgen::workload::{self, KeyDist, KeySpace, ValueSize, WorkloadSpec};
 use ringcache_loadgen::{latency, plot, report};
@@ -58,6 +58,12 @@ struct Args {
     /// due requests wait in the loadgen, which their latency then includes).
     #[arg(long, short = 'P', default_value_t = 1)]
     pipeline: usize,
+
+    /// How a closed-loop connection refills its pipeline: `batch` sends --pipeline requests
+    /// together and waits for all their replies (like redis-benchmark -P); `window` sends a new
+    /// request for each reply (like memtier), so the server sees smaller batches.
+    #[arg(long, value_enum, default_value_t = Refill::Batch)]
+    refill: Refill,
 
     /// Open loop: send this many requests per second in all, at fixed intervals, and measure
     /// latency from each request's due time. Without it the run is closed loop.
@@ -203,6 +209,7 @@ fn build_config(a: &Args) -> anyhow::Result<RunConfig> {
         addrs,
         connections: a.connections,
         pipeline: a.pipeline,
+        refill: a.refill,
         threads: a.threads,
         rate: a.rate,
         keyspace,

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::driver::{ErrorCounts, RunConfig, ThreadStats};
+use crate::driver::{ErrorCounts, Refill, RunConfig, ThreadStats};
 use crate::latency::LatencySummary;
 use crate::protocol::Target;
 
@@ -18,6 +18,8 @@ pub struct ConfigEcho {
     pub connections: usize,
     /// Requests in flight per connection.
     pub pipeline: usize,
+    /// How closed-loop connections refill their pipeline.
+    pub refill: Refill,
     /// Loadgen threads.
     pub threads: usize,
     /// Key space size.
@@ -55,6 +57,7 @@ impl ConfigEcho {
             addrs: cfg.addrs.iter().map(|a| a.to_string()).collect(),
             connections: cfg.connections,
             pipeline: cfg.pipeline,
+            refill: cfg.refill,
             threads: cfg.threads,
             keys: cfg.spec.keys,
             key_size: cfg.keyspace.key_size(),
@@ -228,10 +231,22 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  {} loop, {} connections x pipeline {}, {} thread(s){}",
+            "  {} loop, {} connections x pipeline {}{}, {} thread(s){}",
             self.mode,
             c.connections,
             c.pipeline,
+            if self.mode == "closed" && c.pipeline > 1 {
+                format!(
+                    " ({} refill)",
+                    if c.refill == Refill::Batch {
+                        "batch"
+                    } else {
+                        "window"
+                    }
+                )
+            } else {
+                String::new()
+            },
             c.threads,
             if c.cpus.is_empty() {
                 String::new()
@@ -361,6 +376,7 @@ mod tests {
             addrs: vec!["127.0.0.1:6379".parse().unwrap()],
             connections: 50,
             pipeline: 16,
+            refill: Refill::Batch,
             threads: 1,
             rate: None,
             keyspace: KeySpace::new(1000, 16).unwrap(),

@@ -11,7 +11,7 @@ use std::thread;
 
 use bytes::{Buf, BytesMut};
 use ringcache_cluster::core_for_key;
-use ringcache_loadgen::driver::{self, RunConfig, ThreadStats};
+use ringcache_loadgen::driver::{self, Refill, RunConfig, ThreadStats};
 use ringcache_loadgen::protocol::Target;
 use ringcache_loadgen::workload::{KeyDist, KeySpace, ValueSize, WorkloadSpec};
 use ringcache_proto::{
@@ -206,6 +206,7 @@ fn config(target: Target, addrs: Vec<SocketAddr>, keys: u64) -> RunConfig {
         addrs,
         connections: 4,
         pipeline: 8,
+        refill: Refill::Window,
         threads: 2,
         rate: None,
         keyspace: KeySpace::new(keys, 16).unwrap(),
@@ -267,10 +268,12 @@ fn native_requests_reach_their_core() {
 }
 
 #[test]
-fn memcached_prefill_then_all_hits() {
+fn memcached_batch_refill_prefill_then_all_hits() {
     let store: Store = Arc::default();
     let addr = memcached_server(store.clone());
-    let st = run(config(Target::Memcached, vec![addr], 1500));
+    let mut cfg = config(Target::Memcached, vec![addr], 1500);
+    cfg.refill = Refill::Batch;
+    let st = run(cfg);
     assert_clean_full_hits(&st, 1500);
 }
 
