@@ -85,6 +85,18 @@ impl KvBlock {
     #[inline]
     fn header(&self) -> (usize, usize, usize) {
         let p = self.ptr.as_ptr();
+        // SAFETY: the header was written by `new` and is at least two bytes long.
+        let (b0, b1) = unsafe { (*p, *p.add(1)) };
+        if (b0 | b1) & 0x80 == 0 {
+            // Both lengths under 128: the common case of short keys and values.
+            return (2, usize::from(b0), usize::from(b1));
+        }
+        self.header_slow()
+    }
+
+    #[cold]
+    fn header_slow(&self) -> (usize, usize, usize) {
+        let p = self.ptr.as_ptr();
         let mut at = 0usize;
         let mut read = || {
             let mut v = 0usize;

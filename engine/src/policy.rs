@@ -79,10 +79,10 @@ impl Policy {
 
     /// A new entry `idx` of `charge` bytes whose key hashes to `hash`.
     #[inline]
-    pub fn on_insert(&mut self, slab: &mut Slab, idx: u32, charge: usize, hash: u64, minute: u64) {
+    pub fn on_insert(&mut self, slab: &mut Slab, idx: u32, charge: usize, hash: u64, now: u64) {
         match self.kind {
             EvictionPolicy::Lru => self.small.push_front(slab, idx),
-            EvictionPolicy::Lfu => slab.get_mut(idx).meta.set_lfu(LFU_INIT, minute),
+            EvictionPolicy::Lfu => slab.get_mut(idx).meta.set_lfu(LFU_INIT, minute_of(now)),
             EvictionPolicy::S3Fifo => {
                 if self.ghost.take(hash) {
                     slab.get_mut(idx).meta.set_in_main(true);
@@ -97,10 +97,11 @@ impl Policy {
 
     /// A read or touch of `idx`.
     #[inline]
-    pub fn on_access(&mut self, slab: &mut Slab, idx: u32, minute: u64) {
+    pub fn on_access(&mut self, slab: &mut Slab, idx: u32, now: u64) {
         match self.kind {
             EvictionPolicy::Lru => self.small.move_to_front(slab, idx),
             EvictionPolicy::Lfu => {
+                let minute = minute_of(now);
                 let meta = slab.get(idx).meta;
                 let mut count = lfu_decayed(meta.lfu_count(), meta.lfu_time(), minute);
                 if count < u8::MAX {
@@ -145,13 +146,13 @@ impl Policy {
         &mut self,
         slab: &mut Slab,
         budget: usize,
-        minute: u64,
+        now: u64,
         charge_of: impl Fn(&Slab, u32) -> usize,
         hash_of: impl Fn(&Slab, u32) -> u64,
     ) -> Option<u32> {
         match self.kind {
             EvictionPolicy::Lru => self.small.back(),
-            EvictionPolicy::Lfu => self.lfu_victim(slab, minute),
+            EvictionPolicy::Lfu => self.lfu_victim(slab, minute_of(now)),
             EvictionPolicy::S3Fifo => {
                 let small_target = budget / 100 * S3_SMALL_PERCENT;
                 // Each pass either returns or lowers a frequency / promotes an entry, so the
@@ -232,6 +233,12 @@ impl Policy {
     pub fn heap_bytes(&self) -> usize {
         self.ghost.heap_bytes()
     }
+}
+
+/// The LFU decay clock: whole minutes of the caller's clock (a division, so only LFU pays it).
+#[inline]
+fn minute_of(now: u64) -> u64 {
+    now / 60_000
 }
 
 /// An LFU counter after the decay of the minutes since `last` (one step per minute).

@@ -19,6 +19,9 @@ use crate::timing_wheel::{Poll, TimingWheel, WheelItem};
 /// hash table, the allocation header and the allocator's rounding.
 pub const ENTRY_OVERHEAD: usize = 56;
 
+/// Work units one removal counts for in `advance` (a wheel step or a slot check is one).
+const REMOVAL_WORK: usize = 4;
+
 /// Fixed seed so a key hashes the same in every run (reproducible eviction and benchmarks).
 const HASH_SEED: u64 = 0x5eed_cafe_f00d_d00d;
 
@@ -161,7 +164,7 @@ impl Shard {
     /// The shard's hash of a key.
     #[inline]
     pub(crate) fn hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
+        hash_key(&self.hasher, key)
     }
 
     #[inline]
@@ -179,11 +182,6 @@ impl Shard {
     pub(crate) fn is_expired(&self, meta: Meta, now: u64) -> bool {
         let rel = meta.expiry_rel();
         rel != 0 && self.base + rel <= now
-    }
-
-    #[inline]
-    pub(crate) fn minute(now: u64) -> u64 {
-        now / 60_000
     }
 
     /// The slot holding `key`, whatever its state.
@@ -284,19 +282,18 @@ impl Shard {
     /// Evicts until `charge` more bytes fit in the budget.
     fn make_room(&mut self, charge: usize, now: u64) {
         let budget = self.config.budget_bytes;
-        let minute = Self::minute(now);
         while self.used + charge > budget {
             let (tags, hasher) = (&self.tags, &self.hasher);
             let victim = self.policy.victim(
                 &mut self.slab,
                 budget,
-                minute,
+                now,
                 |slab, i| entry_charge(slab, tags, i),
                 |slab, i| {
                     slab.get(i)
                         .block
                         .as_ref()
-                        .map_or(0, |b| hasher.hash_one(b.key()))
+                        .map_or(0, |b| hash_key(hasher, b.key()))
                 },
             );
             let Some(v) = victim else { break };
@@ -335,10 +332,10 @@ impl Shard {
             slab.get(i)
                 .block
                 .as_ref()
-                .map_or(0, |b| hasher.hash_one(b.key()))
+                .map_or(0, |b| hash_key(hasher, b.key()))
         });
         self.policy
-            .on_insert(&mut self.slab, idx, charge, hash, Self::minute(now));
+            .on_insert(&mut self.slab, idx, charge, hash, now);
         if expiry_rel != 0 {
             self.wheel.insert(WheelItem::new(idx, expiry_rel));
             self.ttl_entries += 1;
@@ -380,9 +377,9 @@ impl Shard {
         self.slab.get_mut(idx).meta.set_expiry_rel(rel);
     }
 
-    /// Reclaims expired entries and sweeps pending invalidations, doing at most `budget` units
-    /// of work (one unit is one wheel step or one slot checked). Work left over carries to the
-    /// next call. Returns the number of entries expired.
+    /// Reclaims expired entries and sweeps pending invalidations, doing at most about `budget`
+    /// units of work (a wheel step or a slot checked is one unit, removing an entry four). Work
+    /// left over carries to the next call. Returns the number of entries expired.
     pub fn advance(&mut self, now: u64, budget: usize) -> usize {
         let wheel_now = now.saturating_sub(self.base);
         let mut work = 0;
@@ -399,6 +396,8 @@ impl Shard {
                     if current {
                         self.remove_idx(idx, Removal::ExpiredByWheel);
                         expired += 1;
+                        // A removal (unlink, table delete, free) costs several wheel steps.
+                        work += REMOVAL_WORK - 1;
                     } else {
                         self.wheel_stale = self.wheel_stale.saturating_sub(1);
                     }
@@ -477,6 +476,16 @@ impl Shard {
         assert_eq!(sum, self.used, "charges do not add up");
         assert_eq!(ttl, self.ttl_entries, "ttl entry count off");
     }
+}
+
+/// The table hash of a key. No length prefix is mixed in: keys are compared whole on lookup, so
+/// the hash need not be prefix-free.
+#[inline]
+fn hash_key(hasher: &foldhash::fast::FixedState, key: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = hasher.build_hasher();
+    h.write(key);
+    h.finish()
 }
 
 fn entry_charge(slab: &Slab, tags: &TagStore, idx: u32) -> usize {

@@ -181,8 +181,14 @@ impl TimingWheel {
                 self.elapsed = start;
                 let lvl = &mut self.levels[l];
                 lvl.occupied &= !(1 << s);
-                // Swap rather than take so the slot keeps the cascade buffer's allocation.
-                std::mem::swap(&mut self.cascade, &mut lvl.slots[s]);
+                // A level-0 slot holds items due exactly at its start: they are all due now.
+                // Swap rather than take so the slot keeps the other buffer's allocation.
+                let to = if l == 0 && self.due.is_empty() {
+                    &mut self.due
+                } else {
+                    &mut self.cascade
+                };
+                std::mem::swap(to, &mut lvl.slots[s]);
             }
             _ => self.elapsed = now,
         }

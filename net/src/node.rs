@@ -20,7 +20,7 @@ use crate::mesh::{Mesh, MeshBuilders};
 use crate::node_config::NodeConfig;
 
 /// Work units each core's expiry ticker may spend per tick.
-const TICK_BUDGET: usize = 16 * 1024;
+const TICK_BUDGET: usize = 4096;
 /// How long a stopping core waits for its connections to finish their last batch.
 const DRAIN: Duration = Duration::from_secs(2);
 /// Slots per mesh channel.

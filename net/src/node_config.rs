@@ -56,7 +56,7 @@ pub struct NodeArgs {
     #[arg(long, env = "RINGCACHE_SPIN_US", default_value_t = 0)]
     pub spin_us: u64,
     /// Milliseconds between expiry ticks of each core.
-    #[arg(long, env = "RINGCACHE_TICK_MS", default_value_t = 5)]
+    #[arg(long, env = "RINGCACHE_TICK_MS", default_value_t = 1)]
     pub tick_ms: u64,
 }
 
