@@ -54,8 +54,8 @@ struct Args {
     #[arg(long, short = 'c', default_value_t = 50)]
     connections: usize,
 
-    /// Requests in flight per connection (closed loop: kept full; open loop: the cap before
-    /// due requests wait in the loadgen, which their latency then includes).
+    /// Requests in flight per connection (closed loop: refilled as --refill says; open loop:
+    /// the cap beyond which due requests wait in the loadgen, their latency then included).
     #[arg(long, short = 'P', default_value_t = 1)]
     pipeline: usize,
 
