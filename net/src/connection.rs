@@ -21,6 +21,8 @@ use ringcache_proto::{
 };
 use tracing::debug;
 
+use ringcache_cluster::core_for_key;
+
 use crate::core_state::{now_ms, SharedCore};
 use crate::execute::execute;
 use crate::handover::{
@@ -36,6 +38,8 @@ use crate::routing::{multi_keys, plan, split_by_core, Plan};
 const OUT_FLUSH: usize = 256 * 1024;
 /// Initial read buffer per connection.
 const READ_INITIAL: usize = 16 * 1024;
+/// Most requests of a batch whose keys are looked up ahead (see `Conn::prefetch_batch`).
+const PREFETCH_MAX: usize = 32;
 /// Most handovers one connection keeps in flight before waiting for their answers.
 const MAX_IN_FLIGHT: usize = 256;
 
@@ -123,6 +127,8 @@ impl Ordered {
 struct Conn {
     wire: Option<Wire>,
     resp: RespParser,
+    /// A second parser for looking ahead without disturbing `resp`'s progress.
+    scan: RespParser,
     authed: bool,
     client_id: u64,
     ordered: Ordered,
@@ -138,6 +144,7 @@ pub async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
     let mut conn = Conn {
         wire: None,
         resp: RespParser::new(),
+        scan: RespParser::new(),
         authed: ctx.cfg.password.is_none(),
         client_id: id,
         ordered: Ordered::default(),
@@ -246,6 +253,52 @@ impl Conn {
         after
     }
 
+    /// Looks up the keys of the complete requests waiting in `buf` (this core's keys only)
+    /// before any of them runs: independent lookups overlap their cache misses, so the run that
+    /// follows finds its entries in cache. Only worth it when two or more requests wait.
+    fn prefetch_batch(&mut self, buf: &[u8], ctx: &ConnContext) {
+        let Some(wire) = self.wire else { return };
+        let limits = &ctx.cfg.limits;
+        let mut keys: [&[u8]; PREFETCH_MAX] = [&[]; PREFETCH_MAX];
+        let (mut n, mut at) = (0, 0);
+        while n < PREFETCH_MAX && at < buf.len() {
+            let rest = &buf[at..];
+            let (len, key) = match wire {
+                Wire::Native => match decode_frame(rest, limits) {
+                    Ok(Some(f)) => {
+                        let cmd = decode_request(&f.header, f.body(rest), limits).ok();
+                        (f.len(), cmd.and_then(|c| c.key()))
+                    }
+                    _ => break,
+                },
+                Wire::Resp(_) => {
+                    self.scan.reset();
+                    match self.scan.parse(rest, limits) {
+                        Ok(Some(len)) => {
+                            let args = self.scan.args(rest);
+                            (len, parse_command(&args, limits).ok().and_then(|c| c.key()))
+                        }
+                        _ => break,
+                    }
+                }
+            };
+            if let Some(k) = key {
+                keys[n] = k;
+                n += 1;
+            }
+            at += len;
+        }
+        if n < 2 {
+            return;
+        }
+        let core = ctx.core.borrow();
+        for k in &keys[..n] {
+            if core.cores == 1 || core_for_key(k, core.cores) == core.id {
+                core.shard.prefetch(k);
+            }
+        }
+    }
+
     async fn process_batch(
         &mut self,
         rbuf: &mut ReadBuf,
@@ -253,6 +306,7 @@ impl Conn {
         ctx: &ConnContext,
         stream: &mut TcpStream,
     ) -> After {
+        self.prefetch_batch(rbuf.data(), ctx);
         loop {
             if self.wire.is_none() {
                 self.wire = wire_of(rbuf.data());
