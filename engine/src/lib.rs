@@ -18,6 +18,7 @@ mod commands;
 mod entry;
 mod error;
 mod ghost;
+mod index;
 mod invalidation;
 mod kv_block;
 mod policy;

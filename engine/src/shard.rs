@@ -4,9 +4,8 @@
 
 use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
-
 use crate::entry::{Meta, MAX_EXPIRY_REL};
+use crate::index::Index;
 use crate::invalidation::Invalidations;
 use crate::kv_block::KvBlock;
 use crate::policy::{EvictionPolicy, Policy};
@@ -86,7 +85,7 @@ pub struct Shard {
     /// Time base: an expiry is stored as milliseconds after `base` (always >= 1).
     pub(crate) base: u64,
     hasher: foldhash::fast::FixedState,
-    table: HashTable<u32>,
+    table: Index,
     pub(crate) slab: Slab,
     pub(crate) policy: Policy,
     pub(crate) wheel: TimingWheel,
@@ -111,7 +110,7 @@ impl Shard {
             config,
             base: now.saturating_sub(1),
             hasher: foldhash::fast::FixedState::with_seed(HASH_SEED),
-            table: HashTable::new(),
+            table: Index::default(),
             slab: Slab::default(),
             policy,
             wheel: TimingWheel::new(0),
@@ -188,11 +187,9 @@ impl Shard {
     #[inline]
     pub(crate) fn locate(&self, hash: u64, key: &[u8]) -> Option<u32> {
         let slab = &self.slab;
-        self.table
-            .find(hash, |&i| {
-                slab.get(i).block.as_ref().is_some_and(|b| b.key() == key)
-            })
-            .copied()
+        self.table.find(hash, |&i| {
+            slab.get(i).block.as_ref().is_some_and(|b| b.key() == key)
+        })
     }
 
     /// Finds `key`, dropping it first if it has expired or been invalidated.
@@ -240,9 +237,7 @@ impl Shard {
         let charge = self.charge(idx);
         let meta = self.slab.get(idx).meta;
         self.policy.on_remove(&mut self.slab, idx, charge);
-        if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
-            entry.remove();
-        }
+        self.table.remove(hash, idx);
         if meta.expiry_rel() != 0 {
             self.ttl_entries -= 1;
             if why != Removal::ExpiredByWheel {
@@ -328,7 +323,7 @@ impl Shard {
         meta.set_has_tags(!tags.is_empty());
         let idx = self.slab.insert(block, version, meta);
         let (slab, hasher) = (&self.slab, &self.hasher);
-        self.table.insert_unique(hash, idx, |&i| {
+        self.table.insert(hash, idx, |&i| {
             slab.get(i)
                 .block
                 .as_ref()
@@ -438,7 +433,7 @@ impl Shard {
 
     /// Drops every entry at once and releases their memory.
     pub fn flush(&mut self) {
-        self.table = HashTable::new();
+        self.table = Index::default();
         self.slab.clear();
         self.policy.clear();
         self.wheel.clear(0);

@@ -636,9 +636,10 @@ fn report_memory(w: &mut String, mem: &Memory) {
     );
     let _ = writeln!(
         w,
-        "\nLongest single `set` of the {N}-entry load: {} (set number {}). The shard's \
-         hashbrown table doubles when 7/8 full (after 458,752 and 917,504 entries here) and \
-         rehashes every entry inside the one `set` that crosses the line.",
+        "\nLongest single `set` of the {N}-entry load: {} (set number {}). The shard's key \
+         index is split into 64 segments that grow independently, so the `set` that makes one \
+         grow rehashes about 1/64 of the entries; the slab array's doubling is the other \
+         occasional cost.",
         ms(mem.slowest_set.0),
         mem.slowest_set.1 + 1
     );
