@@ -3,12 +3,14 @@
 //! the hybrid logical clock that stamps versions.
 //! Pure: no I/O, no threads, no clock of its own.
 
+pub mod control;
 mod hlc;
 mod map;
 mod membership;
 mod placement;
 mod ring;
 
+pub use control::{decode_body, encode_body, ControlReply, Heartbeat};
 pub use hlc::HybridClock;
 pub use map::{ClusterMap, Member, MemberId, MemberState, Role, Route, RouteError, ShardGroup};
 pub use membership::{Action, Event, JoinRequest, Membership, MembershipConfig};

@@ -29,7 +29,7 @@ impl Default for MembershipConfig {
 }
 
 /// A node asking to join.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JoinRequest {
     /// Host it listens on.
     pub host: String,

@@ -86,6 +86,7 @@
 #![warn(missing_docs)]
 
 pub mod command;
+pub mod control;
 pub mod error;
 pub mod frame;
 pub mod limits;

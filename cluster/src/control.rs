@@ -1,0 +1,88 @@
+//! The control protocol between nodes, clients and the balancer: the bodies of the control
+//! frames (`ringcache_proto::control`), as bincode blobs. Pure data, no sockets.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::map::{ClusterMap, MemberId};
+use crate::ring::GroupId;
+
+/// A member's heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Who is alive.
+    pub member: MemberId,
+    /// Its replication position.
+    pub applied: u64,
+    /// The map epoch it holds (the balancer answers a newer map).
+    pub epoch: u64,
+}
+
+/// The balancer's answer to a control request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlReply {
+    /// Joined: the member's id, its group, and the current map.
+    Welcome {
+        /// The id to heartbeat with.
+        member: MemberId,
+        /// Its group, if it has one yet.
+        group: Option<GroupId>,
+        /// The map.
+        map: ClusterMap,
+    },
+    /// Refused, with the reason.
+    Reject {
+        /// Why.
+        reason: String,
+    },
+    /// The current map when it is newer than the asker's (heartbeat), or always (map request).
+    Map(Option<ClusterMap>),
+    /// The balancer does not know this member (declared dead): join again.
+    Rejoin,
+}
+
+/// Serialises a control body.
+pub fn encode_body<T: Serialize>(v: &T) -> Vec<u8> {
+    bincode::serialize(v).unwrap_or_default()
+}
+
+/// Most bytes a control body may take.
+pub const MAX_CONTROL_BODY: u64 = 64 << 20;
+
+/// Deserialises a control body (bounded; never panics on bad input).
+pub fn decode_body<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(MAX_CONTROL_BODY)
+        .deserialize(b)
+        .map_err(|e| format!("bad control message: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::map::Role;
+    use crate::membership::{Event, JoinRequest, Membership, MembershipConfig};
+
+    #[test]
+    fn bodies_round_trip_and_bad_input_is_an_error() {
+        let mut m = Membership::new(MembershipConfig::default());
+        let join = JoinRequest {
+            host: "127.0.0.1".into(),
+            main_port: 1,
+            core_ports: vec![2, 3],
+            role: Role::Primary,
+            group: None,
+        };
+        let b = encode_body(&join);
+        let back: JoinRequest = decode_body(&b).unwrap();
+        assert_eq!(back, join);
+        m.handle(Event::Join(back), 0);
+        let r = ControlReply::Map(Some(m.map().clone()));
+        let back: ControlReply = decode_body(&encode_body(&r)).unwrap();
+        assert_eq!(back, r);
+        assert!(decode_body::<ControlReply>(&[0xff; 3]).is_err());
+        assert!(decode_body::<Heartbeat>(&[]).is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! Control-plane frames: native frames whose opcode lies in `0x40..=0x4f`, outside the command
+//! opcodes, with an opaque body (a bincode blob of cluster types that this crate does not know).
+//! Servers check [`is_control`] on a decoded header before `decode_request`.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::frame::{Epoch, Header, FLAG_RESPONSE, HEADER_LEN, VERSION};
+
+/// A node asks to join (body: a join request).
+pub const CLUSTER_JOIN: u8 = 0x40;
+/// A member's heartbeat (body: member id, applied position, known epoch).
+pub const CLUSTER_HEARTBEAT: u8 = 0x41;
+/// Ask for the cluster map (empty body); answered with the serialised map.
+pub const CLUSTER_MAP: u8 = 0x42;
+/// A reply to any control request (body: the control reply).
+pub const CLUSTER_REPLY: u8 = 0xc0;
+
+/// Whether a request opcode is a control opcode.
+pub fn is_control(opcode: u8) -> bool {
+    (0x40..=0x4f).contains(&opcode)
+}
+
+/// Appends a control frame with `body` to `out` (`response` sets `FLAG_RESPONSE`).
+pub fn encode_control(
+    out: &mut BytesMut,
+    opcode: u8,
+    response: bool,
+    request_id: u64,
+    epoch: Epoch,
+    body: &[u8],
+) {
+    let header = Header {
+        version: VERSION,
+        opcode,
+        flags: if response { FLAG_RESPONSE } else { 0 },
+        request_id,
+        epoch,
+        body_len: u32::try_from(body.len()).unwrap_or(u32::MAX),
+    };
+    out.reserve(HEADER_LEN + body.len());
+    out.put_slice(&header.to_bytes());
+    out.put_slice(body);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{decode_frame, Limits};
+
+    #[test]
+    fn control_frames_round_trip() {
+        let mut b = BytesMut::new();
+        encode_control(&mut b, CLUSTER_JOIN, false, 9, 3, b"abc");
+        let f = decode_frame(&b, &Limits::default()).unwrap().unwrap();
+        assert!(is_control(f.header.opcode));
+        assert_eq!(f.header.request_id, 9);
+        assert_eq!(f.header.epoch, 3);
+        assert_eq!(f.body(&b), b"abc");
+        assert!(!is_control(0x01));
+    }
+}
