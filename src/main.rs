@@ -7,7 +7,9 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ringcache_net::{allowed_cpus, run_node, NodeArgs, NodeConfig, StopFlag};
+use ringcache_net::{
+    allowed_cpus, run_balancer, run_node, BalancerArgs, NodeArgs, NodeConfig, StopFlag,
+};
 use tracing_subscriber::EnvFilter;
 
 /// ringcache: a distributed in-memory cache, thread-per-core on io_uring.
@@ -23,6 +25,10 @@ enum Command {
     /// Run a cache node: one pinned core per CPU, RESP and native protocol on --port,
     /// one port per core from --core-port-base.
     Node(NodeArgs),
+    /// Run the cluster's balancer: nodes join it (`ringcache node --balancer ADDR`), it keeps
+    /// the cluster map, detects dead nodes by heartbeat, and routes RESP and native requests of
+    /// clients that do not know the ring to the owning node's core.
+    Balancer(BalancerArgs),
     /// Talk to a running node from the command line: get, set, del, mget, stats, ...
     Cli(cli::CliArgs),
 }
@@ -68,6 +74,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let stop = StopFlag::default();
             stop_on_signals(stop.clone())?;
             run_node(cfg, stop)
+        }
+        Command::Balancer(args) => {
+            let stop = StopFlag::default();
+            stop_on_signals(stop.clone())?;
+            run_balancer(args, stop)
         }
         Command::Cli(args) => cli::run(args),
     }

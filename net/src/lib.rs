@@ -2,6 +2,7 @@
 //! listeners, the connection loop, the cross-core mesh. Decisions are made by the pure crates
 //! (`ringcache-engine`, `ringcache-proto`, `ringcache-cluster`); this crate carries them out.
 
+pub mod balancer;
 pub mod connection;
 pub mod core_state;
 pub mod execute;
@@ -12,5 +13,6 @@ pub mod node_config;
 pub mod read_buf;
 pub mod routing;
 
+pub use balancer::{run_balancer, BalancerArgs};
 pub use node::{allowed_cpus, run_node, StopFlag};
 pub use node_config::{NodeArgs, NodeConfig};

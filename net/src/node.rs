@@ -229,7 +229,7 @@ async fn core_main(
 
 /// A listening socket shared by every core (SO_REUSEPORT) that can be bound again at once after
 /// a restart even while the previous process's connections linger (SO_REUSEADDR).
-fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     use std::os::fd::{FromRawFd, IntoRawFd};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
