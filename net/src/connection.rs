@@ -375,6 +375,11 @@ impl Conn {
         }
         let plan = {
             let c = ctx.core.borrow();
+            if let Some(resp) = c.cluster_redirect(&cmd, epoch) {
+                drop(c);
+                self.reply_in_order(out, wire, op, rid, epoch, &resp);
+                return After::Continue;
+            }
             plan(&cmd, c.id, c.cores)
         };
         if !self.ordered.is_empty() && !matches!(plan, Plan::Local | Plan::Owner(_)) {

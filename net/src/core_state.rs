@@ -33,6 +33,8 @@ pub struct CoreState {
     pub rejected_connections: u64,
     /// Requests this core executed (local and handed over from other cores).
     pub commands: u64,
+    /// The cluster as last told by the balancer (cluster mode only).
+    pub cluster: Option<std::sync::Arc<crate::cluster_link::NodeView>>,
 }
 
 /// A core's state as its tasks share it.
@@ -84,6 +86,35 @@ impl CoreState {
             total_connections: 0,
             rejected_connections: 0,
             commands: 0,
+            cluster: None,
         }
+    }
+}
+
+impl CoreState {
+    /// In cluster mode, the redirect owed to a request sent with a stale map epoch (`epoch` 0
+    /// means the sender does not track the map) or naming a key another group owns.
+    pub fn cluster_redirect(
+        &self,
+        cmd: &ringcache_proto::Command<'_>,
+        epoch: ringcache_proto::Epoch,
+    ) -> Option<ringcache_proto::Response<'static>> {
+        use ringcache_proto::{ErrorKind, Response};
+        let view = self.cluster.as_deref()?;
+        let current = u32::try_from(view.map.epoch).unwrap_or(u32::MAX);
+        let redirect = |msg: String| Response::error(ErrorKind::Redirect { epoch: current }, msg);
+        if epoch != 0 && epoch < current {
+            return Some(redirect(format!(
+                "request sent with cluster map epoch {epoch}; fetch the current map"
+            )));
+        }
+        let mine = view.group?;
+        let foreign = |k: &[u8]| view.map.group_for_key(k).filter(|&g| g != mine);
+        let other = match cmd.key() {
+            Some(k) => foreign(k),
+            None => crate::routing::multi_keys(cmd)
+                .and_then(|keys| keys.iter().find_map(|k| foreign(k))),
+        };
+        other.map(|g| redirect(format!("key belongs to shard group {g}, not {mine}")))
     }
 }

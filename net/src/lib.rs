@@ -3,6 +3,7 @@
 //! (`ringcache-engine`, `ringcache-proto`, `ringcache-cluster`); this crate carries them out.
 
 pub mod balancer;
+pub mod cluster_link;
 pub mod connection;
 pub mod core_state;
 pub mod execute;

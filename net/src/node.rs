@@ -105,9 +105,15 @@ pub fn run_node(cfg: NodeConfig, stop: StopFlag) -> anyhow::Result<()> {
     let meshes = (n > 1).then(|| MeshBuilders::new(n, MESH_DEPTH));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let mut handles = Vec::with_capacity(n);
+    let mut map_senders = Vec::new();
     for (i, &cpu) in cfg.cpus.iter().enumerate() {
         let (cfg, stop, meshes, ready) =
             (cfg.clone(), stop.clone(), meshes.clone(), ready_tx.clone());
+        let maps = cfg.cluster.is_some().then(|| {
+            let (tx, rx) = futures_channel::mpsc::unbounded();
+            map_senders.push(tx);
+            rx
+        });
         let mut builder =
             LocalExecutorBuilder::new(Placement::Fixed(cpu)).name(&format!("ringcache-core{i}"));
         if let Some(spin) = cfg.spin {
@@ -116,7 +122,7 @@ pub fn run_node(cfg: NodeConfig, stop: StopFlag) -> anyhow::Result<()> {
         let handle = builder
             .spawn(move || async move {
                 let failed = ready.clone();
-                if let Err(e) = core_main(i, cfg, node_id, meshes, stop.clone(), ready).await {
+                if let Err(e) = core_main(i, cfg, node_id, meshes, stop.clone(), ready, maps).await {
                     let _ = failed.send(Err(format!("{e:#}")));
                     stop.stop();
                 }
@@ -157,10 +163,26 @@ pub fn run_node(cfg: NodeConfig, stop: StopFlag) -> anyhow::Result<()> {
         (cfg.memory / n) >> 20,
         cfg.policy
     );
+    let link = match cfg.cluster.clone() {
+        Some(lc) => {
+            info!(balancer = %lc.balancer, role = ?lc.role, "joining the cluster");
+            Some(crate::cluster_link::spawn_link(
+                lc,
+                cfg.port,
+                cfg.core_ports.clone(),
+                map_senders,
+                stop.clone(),
+            )?)
+        }
+        None => None,
+    };
     for h in handles {
         if h.join().is_err() {
             warn!("a core stopped with an error");
         }
+    }
+    if let Some(l) = link {
+        let _ = l.join();
     }
     info!("ringcache node stopped");
     Ok(())
@@ -173,6 +195,7 @@ async fn core_main(
     meshes: Option<MeshBuilders>,
     stop: StopFlag,
     ready: mpsc::Sender<Result<usize, String>>,
+    maps: Option<futures_channel::mpsc::UnboundedReceiver<Arc<crate::cluster_link::NodeView>>>,
 ) -> anyhow::Result<()> {
     let make_core = |id: usize| -> SharedCore {
         Rc::new(RefCell::new(CoreState::new(id as u32, &cfg, node_id)))
@@ -202,6 +225,15 @@ async fn core_main(
         shutdown: shutdown.clone(),
         next_client_id: Cell::new(((id as u64) << 48) + 1),
     });
+    let map_task = maps.map(|mut rx| {
+        let core = core.clone();
+        spawn_local(async move {
+            use futures_lite::StreamExt;
+            while let Some(view) = rx.next().await {
+                core.borrow_mut().cluster = Some(view);
+            }
+        })
+    });
     let accept_main = spawn_local(accept_loop(main, ctx.clone()));
     let accept_own = spawn_local(accept_loop(own, ctx.clone()));
     let _ = ready.send(Ok(id));
@@ -217,6 +249,7 @@ async fn core_main(
     shutdown.set(true);
     drop(accept_main);
     drop(accept_own);
+    drop(map_task);
     let deadline = Instant::now() + DRAIN;
     while core.borrow().open_connections > 0 && Instant::now() < deadline {
         sleep(Duration::from_millis(10)).await;

@@ -58,6 +58,32 @@ pub struct NodeArgs {
     /// Milliseconds between expiry ticks of each core.
     #[arg(long, env = "RINGCACHE_TICK_MS", default_value_t = 1)]
     pub tick_ms: u64,
+    /// Join the cluster of the balancer at this address (`host:port`); without it the node
+    /// runs alone.
+    #[arg(long, env = "RINGCACHE_BALANCER")]
+    pub balancer: Option<String>,
+    /// Role in the cluster: `primary` creates a shard group, `replica` joins one (--group, or
+    /// the group with the fewest replicas; it waits when there is none yet).
+    #[arg(long, env = "RINGCACHE_ROLE", default_value = "primary", value_parser = parse_role)]
+    pub role: ringcache_cluster::Role,
+    /// The shard group a replica joins.
+    #[arg(long, env = "RINGCACHE_GROUP")]
+    pub group: Option<u32>,
+    /// Milliseconds between heartbeats to the balancer (keep it equal to the balancer's).
+    #[arg(long, env = "RINGCACHE_HEARTBEAT_MS", default_value_t = 200)]
+    pub heartbeat_ms: u64,
+    /// Host the balancer and clients reach this node at (default: --bind).
+    #[arg(long, env = "RINGCACHE_ADVERTISE")]
+    pub advertise: Option<String>,
+}
+
+/// Parses `primary` or `replica`.
+pub fn parse_role(s: &str) -> Result<ringcache_cluster::Role, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "primary" => Ok(ringcache_cluster::Role::Primary),
+        "replica" => Ok(ringcache_cluster::Role::Replica),
+        _ => Err(format!("'{s}' is not a role: use primary or replica")),
+    }
 }
 
 /// Parses `123`, `64k`, `8m`, `1g` (powers of 1024).
@@ -101,6 +127,7 @@ pub struct NodeConfig {
     pub password: Option<String>,
     pub spin: Option<Duration>,
     pub tick: Duration,
+    pub cluster: Option<crate::cluster_link::LinkConfig>,
 }
 
 impl NodeConfig {
@@ -169,6 +196,13 @@ impl NodeConfig {
             password: a.password.clone(),
             spin: (a.spin_us > 0).then(|| Duration::from_micros(a.spin_us)),
             tick: Duration::from_millis(a.tick_ms.max(1)),
+            cluster: a.balancer.clone().map(|balancer| crate::cluster_link::LinkConfig {
+                balancer,
+                role: a.role,
+                group: a.group,
+                heartbeat: Duration::from_millis(a.heartbeat_ms.max(1)),
+                host: a.advertise.clone().unwrap_or_else(|| a.bind.to_string()),
+            }),
             cpus,
         })
     }

@@ -1,0 +1,242 @@
+//! A node's link to the balancer: joins (retrying with backoff until the balancer answers),
+//! heartbeats, and hands every newer cluster map to every core as an `Arc<NodeView>` message
+//! (each core keeps its own copy of the pointer; nothing is locked on the data path).
+//! Runs on a plain thread with blocking sockets: it is control traffic, a few frames a second.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_channel::mpsc;
+use ringcache_cluster::{
+    decode_body, encode_body, ClusterMap, ControlReply, GroupId, Heartbeat, JoinRequest, MemberId,
+    Role,
+};
+use ringcache_proto::control::{self, encode_control};
+use ringcache_proto::{decode_frame, Limits};
+use tracing::{error, info, warn};
+
+use crate::node::StopFlag;
+
+/// What a node needs to take part in a cluster.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// The balancer's address (`host:port`).
+    pub balancer: String,
+    /// The role asked for.
+    pub role: Role,
+    /// The group named (replicas).
+    pub group: Option<GroupId>,
+    /// Time between heartbeats.
+    pub heartbeat: Duration,
+    /// The host other parties reach this node at.
+    pub host: String,
+}
+
+/// The cluster as one core sees it.
+#[derive(Debug)]
+pub struct NodeView {
+    /// The last map received.
+    pub map: ClusterMap,
+    /// This node's member id.
+    pub member: MemberId,
+    /// This node's group in that map, if it has one.
+    pub group: Option<GroupId>,
+}
+
+/// A blocking request/reply channel to the balancer, reconnected on demand.
+struct Control {
+    addr: String,
+    stream: Option<TcpStream>,
+    next_id: u64,
+}
+
+impl Control {
+    fn call(&mut self, opcode: u8, body: &[u8], epoch: u64) -> Result<ControlReply, String> {
+        let res = self.try_call(opcode, body, epoch);
+        if res.is_err() {
+            self.stream = None;
+        }
+        res
+    }
+
+    fn try_call(&mut self, opcode: u8, body: &[u8], epoch: u64) -> Result<ControlReply, String> {
+        if self.stream.is_none() {
+            let addrs: Vec<SocketAddr> = self
+                .addr
+                .to_socket_addrs()
+                .map_err(|e| format!("cannot resolve {}: {e}", self.addr))?
+                .collect();
+            let addr = addrs
+                .first()
+                .ok_or_else(|| format!("{} resolves to no address", self.addr))?;
+            let s = TcpStream::connect_timeout(addr, Duration::from_secs(2))
+                .map_err(|e| e.to_string())?;
+            let _ = s.set_nodelay(true);
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+            self.stream = Some(s);
+        }
+        let Some(s) = self.stream.as_mut() else {
+            return Err("not connected".into());
+        };
+        self.next_id += 1;
+        let mut out = BytesMut::new();
+        encode_control(
+            &mut out,
+            opcode,
+            false,
+            self.next_id,
+            epoch as u32,
+            body,
+        );
+        s.write_all(&out).map_err(|e| e.to_string())?;
+        let limits = Limits {
+            max_frame: 64 << 20,
+            ..Limits::default()
+        };
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if let Some(f) = decode_frame(&buf, &limits).map_err(|e| e.to_string())? {
+                return decode_body(f.body(&buf));
+            }
+            let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("the balancer closed the connection".into());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Starts the link thread. `cores` receive every newer map.
+pub fn spawn_link(
+    cfg: LinkConfig,
+    main_port: u16,
+    core_ports: Vec<u16>,
+    cores: Vec<mpsc::UnboundedSender<Arc<NodeView>>>,
+    stop: StopFlag,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("ringcache-cluster".into())
+        .spawn(move || run_link(cfg, main_port, core_ports, cores, stop))
+}
+
+fn run_link(
+    cfg: LinkConfig,
+    main_port: u16,
+    core_ports: Vec<u16>,
+    cores: Vec<mpsc::UnboundedSender<Arc<NodeView>>>,
+    stop: StopFlag,
+) {
+    let mut ctl = Control {
+        addr: cfg.balancer.clone(),
+        stream: None,
+        next_id: 0,
+    };
+    let join = encode_body(&JoinRequest {
+        host: cfg.host.clone(),
+        main_port,
+        core_ports,
+        role: cfg.role,
+        group: cfg.group,
+    });
+    let publish = |map: ClusterMap, member: MemberId| {
+        let group = map.member(member).and_then(|m| m.group);
+        let view = Arc::new(NodeView { map, member, group });
+        for c in &cores {
+            let _ = c.unbounded_send(view.clone());
+        }
+    };
+    let mut member: Option<MemberId> = None;
+    let mut epoch: u64 = 0;
+    let mut backoff = Duration::from_millis(100);
+    let mut failing = false;
+    let pause = |d: Duration| {
+        // Sleep in small steps so a stop is seen quickly.
+        let step = Duration::from_millis(20);
+        let mut left = d;
+        while !left.is_zero() && !stop.is_stopped() {
+            let s = left.min(step);
+            std::thread::sleep(s);
+            left -= s;
+        }
+    };
+    while !stop.is_stopped() {
+        match member {
+            None => match ctl.call(control::CLUSTER_JOIN, &join, epoch) {
+                Ok(ControlReply::Welcome {
+                    member: m,
+                    group,
+                    map,
+                }) => {
+                    info!(
+                        member = m,
+                        ?group,
+                        epoch = map.epoch,
+                        balancer = %cfg.balancer,
+                        "joined the cluster as {:?}",
+                        cfg.role
+                    );
+                    member = Some(m);
+                    epoch = map.epoch;
+                    publish(map, m);
+                    backoff = Duration::from_millis(100);
+                    failing = false;
+                }
+                Ok(ControlReply::Reject { reason }) => {
+                    error!(balancer = %cfg.balancer, "the balancer refused the join: {reason}");
+                    pause(Duration::from_secs(5));
+                }
+                Ok(other) => {
+                    warn!(?other, "unexpected answer to a join");
+                    pause(backoff);
+                }
+                Err(e) => {
+                    warn!(
+                        "cannot reach the balancer at {}: {e}; retrying in {:?} (is `ringcache balancer` running there? check --balancer)",
+                        cfg.balancer, backoff
+                    );
+                    pause(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            },
+            Some(m) => {
+                let hb = encode_body(&Heartbeat {
+                    member: m,
+                    applied: 0,
+                    epoch,
+                });
+                match ctl.call(control::CLUSTER_HEARTBEAT, &hb, epoch) {
+                    Ok(ControlReply::Map(Some(map))) => {
+                        if map.epoch > epoch {
+                            info!(epoch = map.epoch, "new cluster map");
+                            epoch = map.epoch;
+                            publish(map, m);
+                        }
+                        failing = false;
+                    }
+                    Ok(ControlReply::Rejoin) => {
+                        warn!(member = m, "the balancer no longer knows this node: joining again");
+                        member = None;
+                        continue;
+                    }
+                    Ok(_) => failing = false,
+                    Err(e) => {
+                        if !failing {
+                            warn!(
+                                "lost the balancer at {}: {e}; serving with the last map (epoch {epoch})",
+                                cfg.balancer
+                            );
+                        }
+                        failing = true;
+                    }
+                }
+                pause(cfg.heartbeat);
+            }
+        }
+    }
+}
