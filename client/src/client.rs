@@ -1,11 +1,13 @@
 //! The blocking client: one connection per core, opened on first use, each key sent straight
 //! to the core that owns it.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use ringcache_proto::{Command, Expiry, Limits, SetCond, Topology};
+use ringcache_cluster::{ClusterMap, ControlReply, MemberId};
+use ringcache_proto::{Command, ErrorKind, Expiry, Limits, SetCond, Topology};
 
 use crate::config::ClientConfig;
 use crate::conn::{Conn, ReplySlots};
@@ -47,6 +49,24 @@ pub struct Client {
     /// Slot 0: the main port; slot 1 + i: core i.
     addrs: Vec<SocketAddr>,
     conns: Vec<Option<Conn>>,
+    /// Cluster mode: the map keys are routed by.
+    cluster: Option<ClusterRoutes>,
+    /// Map epoch sent with every request (0 outside cluster mode).
+    epoch: u32,
+}
+
+/// The cluster map of a client in cluster mode, with the connection slot of every
+/// (member, core) it names.
+struct ClusterRoutes {
+    map: ClusterMap,
+    slots: HashMap<(MemberId, u32), usize>,
+}
+
+/// How often a request answered with a redirect is retried after refreshing the map.
+const REDIRECT_RETRIES: usize = 3;
+
+fn is_redirect(r: &Result<Reply, ClientError>) -> bool {
+    matches!(r, Err(e) if matches!(e.server_kind(), Some(ErrorKind::Redirect { .. })))
 }
 
 impl fmt::Debug for Client {
@@ -176,9 +196,133 @@ impl Client {
             },
             addrs: vec![main_addr],
             conns: vec![Some(main)],
+            cluster: None,
+            epoch: 0,
         };
         client.topology()?;
         Ok(client)
+    }
+
+    /// Connects to a cluster through its balancer (e.g. `"127.0.0.1:7379"`): fetches the
+    /// cluster map and from then on sends every key straight to the core of the node that owns
+    /// it; requests without a key go to the balancer. A redirect (stale map, moved key)
+    /// refreshes the map and retries, at most 3 times.
+    pub fn connect_cluster<A: ToSocketAddrs + fmt::Display>(
+        balancer: A,
+    ) -> Result<Client, ClientError> {
+        Client::connect_cluster_with(balancer, ClientConfig::default())
+    }
+
+    /// [`Client::connect_cluster`] with explicit settings.
+    pub fn connect_cluster_with<A: ToSocketAddrs + fmt::Display>(
+        balancer: A,
+        cfg: ClientConfig,
+    ) -> Result<Client, ClientError> {
+        let named = |source| ClientError::Connect {
+            addr: balancer.to_string(),
+            source,
+        };
+        let resolved: Vec<SocketAddr> = balancer.to_socket_addrs().map_err(named)?.collect();
+        let first = *resolved.first().ok_or_else(|| {
+            named(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no address to connect to",
+            ))
+        })?;
+        let reply_limits = Limits {
+            max_frame: cfg.max_reply,
+            max_args: usize::MAX,
+            ..cfg.limits
+        };
+        let main = Conn::open(first, &cfg, &reply_limits)?;
+        let mut client = Client {
+            cfg,
+            reply_limits,
+            topology: Topology {
+                node_id: 0,
+                main_port: first.port(),
+                cores: Vec::new(),
+            },
+            addrs: vec![first],
+            conns: vec![Some(main)],
+            cluster: Some(ClusterRoutes {
+                map: ClusterMap::default(),
+                slots: HashMap::new(),
+            }),
+            epoch: 0,
+        };
+        client.refresh_map()?;
+        Ok(client)
+    }
+
+    /// The cluster map this client routes by (cluster mode only).
+    pub fn cluster_map(&self) -> Option<&ClusterMap> {
+        self.cluster.as_ref().map(|c| &c.map)
+    }
+
+    /// Fetches the cluster map from the balancer (also works on a client made with
+    /// [`Client::connect`] to a balancer, which switches it to cluster mode).
+    pub fn refresh_map(&mut self) -> Result<&ClusterMap, ClientError> {
+        let reply_limits = self.reply_limits;
+        let body = self.conn(MAIN)?.control(
+            ringcache_proto::control::CLUSTER_MAP,
+            &[],
+            &reply_limits,
+        )?;
+        let map = match ringcache_cluster::decode_body::<ControlReply>(&body) {
+            Ok(ControlReply::Map(Some(map))) => map,
+            Ok(other) => {
+                return Err(ClientError::Protocol(format!(
+                    "unexpected answer to a map request: {other:?}"
+                )))
+            }
+            Err(e) => return Err(ClientError::Protocol(e)),
+        };
+        let mut slots = self
+            .cluster
+            .take()
+            .map(|c| c.slots)
+            .unwrap_or_default();
+        let mut by_addr: HashMap<SocketAddr, usize> = slots
+            .values()
+            .map(|&s| (self.addrs[s], s))
+            .collect();
+        slots.clear();
+        for m in &map.members {
+            let Ok(ip) = m.host.parse::<IpAddr>() else {
+                continue;
+            };
+            for (core, &port) in m.core_ports.iter().enumerate() {
+                let addr = SocketAddr::new(ip, port);
+                let slot = *by_addr.entry(addr).or_insert_with(|| {
+                    self.addrs.push(addr);
+                    self.conns.push(None);
+                    self.addrs.len() - 1
+                });
+                slots.insert((m.id, core as u32), slot);
+            }
+        }
+        self.epoch = u32::try_from(map.epoch).unwrap_or(u32::MAX);
+        for c in self.conns.iter_mut().flatten() {
+            c.epoch = self.epoch;
+        }
+        Ok(&self.cluster.insert(ClusterRoutes { map, slots }).map)
+    }
+
+    /// The connection slot a key's requests go to.
+    fn slot_of_key(&self, key: &[u8]) -> usize {
+        match &self.cluster {
+            None => route::key_slot(key, self.cores()),
+            Some(c) => match c.map.route(key) {
+                Ok(r) => c.slots.get(&(r.member.id, r.core)).copied().unwrap_or(MAIN),
+                Err(_) => MAIN,
+            },
+        }
+    }
+
+    /// Plans `cmd` over this client's connections.
+    pub(crate) fn plan<'a>(&self, cmd: Command<'a>) -> Op<'a> {
+        route::plan_with(cmd, &|k| self.slot_of_key(k))
     }
 
     /// The settings this client runs with.
@@ -238,9 +382,14 @@ impl Client {
             self.conns[slot] = None;
         }
         let addr = self.addrs[slot];
+        let epoch = self.epoch;
         match &mut self.conns[slot] {
             Some(c) => Ok(c),
-            none => Ok(none.insert(Conn::open(addr, &self.cfg, &self.reply_limits)?)),
+            none => {
+                let mut c = Conn::open(addr, &self.cfg, &self.reply_limits)?;
+                c.epoch = epoch;
+                Ok(none.insert(c))
+            }
         }
     }
 
@@ -268,19 +417,38 @@ impl Client {
 
     /// A single-key request, sent to the key's core.
     fn keyed(&mut self, cmd: &Command<'_>) -> Result<Reply, ClientError> {
-        let slot = match cmd.key() {
-            Some(k) => route::key_slot(k, self.cores()),
-            None => MAIN,
-        };
-        self.call_slot(slot, cmd)
+        let mut attempt = 0;
+        loop {
+            let slot = match cmd.key() {
+                Some(k) => self.slot_of_key(k),
+                None => MAIN,
+            };
+            let r = self.call_slot(slot, cmd);
+            if self.cluster.is_some() && attempt < REDIRECT_RETRIES && is_redirect(&r) {
+                attempt += 1;
+                self.refresh_map()?;
+                continue;
+            }
+            return r;
+        }
     }
 
     /// A request that may span cores, split per core and merged.
     fn multi(&mut self, cmd: Command<'_>) -> Result<Reply, ClientError> {
-        let op = route::plan(cmd, self.cores());
-        self.run_ops(&[Ok(op)])
-            .pop()
-            .unwrap_or_else(|| Err(ClientError::Protocol("no reply".into())))
+        let mut attempt = 0;
+        loop {
+            let op = self.plan(cmd.clone());
+            let r = self
+                .run_ops(&[Ok(op)])
+                .pop()
+                .unwrap_or_else(|| Err(ClientError::Protocol("no reply".into())));
+            if self.cluster.is_some() && attempt < REDIRECT_RETRIES && is_redirect(&r) {
+                attempt += 1;
+                self.refresh_map()?;
+                continue;
+            }
+            return r;
+        }
     }
 
     /// Runs planned operations: every connection gets its requests in one write, then the

@@ -43,6 +43,8 @@ pub(crate) struct Conn {
     last_used: Instant,
     read_timeout: Duration,
     write_timeout: Duration,
+    /// Cluster map epoch sent in every request (0: the client does not track a map).
+    pub(crate) epoch: u32,
 }
 
 impl Conn {
@@ -76,6 +78,7 @@ impl Conn {
             last_used: Instant::now(),
             read_timeout: cfg.read_timeout,
             write_timeout: cfg.write_timeout,
+            epoch: 0,
         };
         if let Some(pw) = &cfg.password {
             let cmd = Command::Auth {
@@ -92,6 +95,35 @@ impl Conn {
     /// The peer address.
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Sends one control frame (`ringcache_proto::control`) and answers the reply's body.
+    pub(crate) fn control(
+        &mut self,
+        opcode: u8,
+        body: &[u8],
+        limits: &Limits,
+    ) -> Result<Vec<u8>, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        ringcache_proto::control::encode_control(&mut self.wbuf, opcode, false, id, 0, body);
+        self.queued += 1;
+        self.flush()?;
+        let h = self.read_frame(limits)?;
+        let len = h.frame_len();
+        let body = self.rbuf[self.start + HEADER_LEN..self.start + len].to_vec();
+        self.start += len;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if h.request_id != id || h.opcode != ringcache_proto::control::CLUSTER_REPLY {
+            return Err(ClientError::Protocol(format!(
+                "{} did not answer the cluster request (is it a ringcache balancer?)",
+                self.addr
+            )));
+        }
+        Ok(body)
     }
 
     /// Sends one request and reads its reply.
@@ -118,7 +150,7 @@ impl Conn {
         cmd.check_limits(limits)?;
         let id = self.next_id;
         let start = self.wbuf.len();
-        encode_request(&mut self.wbuf, id, 0, cmd).map_err(|e| match e {
+        encode_request(&mut self.wbuf, id, self.epoch, cmd).map_err(|e| match e {
             EncodeError::BodyTooLarge(len) => ClientError::TooLarge(TooLarge {
                 what: "request",
                 len,

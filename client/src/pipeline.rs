@@ -7,7 +7,7 @@ use ringcache_proto::{Command, Expiry, SetCond};
 use crate::client::{set_command, Client};
 use crate::error::ClientError;
 use crate::reply::{Reply, SetOpts};
-use crate::route::{self, Op};
+use crate::route::Op;
 
 /// A batch of commands collected with the builder methods and sent by [`Pipeline::execute`].
 ///
@@ -42,7 +42,7 @@ impl<'c, 'a> Pipeline<'c, 'a> {
     }
 
     fn push(&mut self, cmd: Command<'a>) -> &mut Self {
-        let op = route::plan(cmd, self.client.cores());
+        let op = self.client.plan(cmd);
         self.ops.push(Ok(op));
         self
     }

@@ -20,21 +20,18 @@ pub(crate) fn key_slot(key: &[u8], cores: u32) -> usize {
     core_slot(core_for_key(key, cores))
 }
 
-/// Groups key positions by owning core: `(core, positions)` in order of first appearance.
-pub(crate) fn split_by_core<'k>(
+/// Groups key positions by connection slot: `(slot, positions)` in order of first appearance.
+pub(crate) fn split_by_slot<'k>(
     keys: impl IntoIterator<Item = &'k [u8]>,
-    cores: u32,
-) -> Vec<(u32, Vec<usize>)> {
-    let mut group_of: Vec<usize> = vec![usize::MAX; cores.max(1) as usize];
-    let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
+    slot_of: &dyn Fn(&[u8]) -> usize,
+) -> Vec<(usize, Vec<usize>)> {
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
     for (i, k) in keys.into_iter().enumerate() {
-        let c = core_for_key(k, cores);
-        let g = &mut group_of[c as usize];
-        if *g == usize::MAX {
-            *g = groups.len();
-            groups.push((c, Vec::new()));
+        let slot = slot_of(k);
+        match groups.iter_mut().find(|(s, _)| *s == slot) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((slot, vec![i])),
         }
-        groups[*g].1.push(i);
     }
     groups
 }
@@ -84,7 +81,14 @@ pub(crate) fn idempotent(cmd: &Command<'_>) -> bool {
 
 /// Plans `cmd` for a node of `cores` cores: single-key commands go to the key's core,
 /// multi-key commands are split per core, the rest go to the main port.
+#[cfg(test)]
 pub(crate) fn plan(cmd: Command<'_>, cores: u32) -> Op<'_> {
+    plan_with(cmd, &|k| key_slot(k, cores))
+}
+
+/// Plans `cmd` with `slot_of` naming the connection slot of each key (a node's cores, or the
+/// (node, core) pairs of a cluster).
+pub(crate) fn plan_with<'a>(cmd: Command<'a>, slot_of: &dyn Fn(&[u8]) -> usize) -> Op<'a> {
     let retry = idempotent(&cmd);
     let one = |slot, cmd| Op {
         parts: vec![(slot, cmd)],
@@ -92,19 +96,19 @@ pub(crate) fn plan(cmd: Command<'_>, cores: u32) -> Op<'_> {
         retry,
     };
     if let Some(key) = cmd.key() {
-        return one(key_slot(key, cores), cmd);
+        return one(slot_of(key), cmd);
     }
     match cmd {
-        Command::Del { keys } => sum_split(keys, cores, retry, |keys| Command::Del { keys }),
-        Command::Exists { keys } => sum_split(keys, cores, retry, |keys| Command::Exists { keys }),
-        Command::Touch { keys } => sum_split(keys, cores, retry, |keys| Command::Touch { keys }),
+        Command::Del { keys } => sum_split(keys, slot_of, retry, |keys| Command::Del { keys }),
+        Command::Exists { keys } => sum_split(keys, slot_of, retry, |keys| Command::Exists { keys }),
+        Command::Touch { keys } => sum_split(keys, slot_of, retry, |keys| Command::Touch { keys }),
         Command::MGet { keys } => {
-            let groups = split_by_core(keys.iter().copied(), cores);
+            let groups = split_by_slot(keys.iter().copied(), slot_of);
             let mut parts = Vec::with_capacity(groups.len());
             let mut positions = Vec::with_capacity(groups.len());
-            for (core, pos) in groups {
+            for (slot, pos) in groups {
                 parts.push((
-                    core_slot(core),
+                    slot,
                     Command::MGet {
                         keys: pos.iter().map(|&i| keys[i]).collect(),
                     },
@@ -121,11 +125,11 @@ pub(crate) fn plan(cmd: Command<'_>, cores: u32) -> Op<'_> {
             }
         }
         Command::MSet { pairs } => {
-            let parts = split_by_core(pairs.iter().map(|(k, _)| *k), cores)
+            let parts = split_by_slot(pairs.iter().map(|(k, _)| *k), slot_of)
                 .into_iter()
-                .map(|(core, pos)| {
+                .map(|(slot, pos)| {
                     let part = pos.iter().map(|&i| pairs[i]).collect();
-                    (core_slot(core), Command::MSet { pairs: part })
+                    (slot, Command::MSet { pairs: part })
                 })
                 .collect();
             Op {
@@ -141,15 +145,15 @@ pub(crate) fn plan(cmd: Command<'_>, cores: u32) -> Op<'_> {
 /// Splits a counting command (DEL, EXISTS, TOUCH) per core; the counts are added up.
 fn sum_split<'a>(
     keys: Vec<&'a [u8]>,
-    cores: u32,
+    slot_of: &dyn Fn(&[u8]) -> usize,
     retry: bool,
     make: impl Fn(Vec<&'a [u8]>) -> Command<'a>,
 ) -> Op<'a> {
-    let parts = split_by_core(keys.iter().copied(), cores)
+    let parts = split_by_slot(keys.iter().copied(), slot_of)
         .into_iter()
-        .map(|(core, pos)| {
+        .map(|(slot, pos)| {
             (
-                core_slot(core),
+                slot,
                 make(pos.iter().map(|&i| keys[i]).collect()),
             )
         })
