@@ -39,6 +39,57 @@ impl WheelItem {
     }
 }
 
+/// Items per chunk: a chunk never grows, so filing an item never copies more than one chunk's
+/// worth of memory, however many items share a slot.
+const CHUNK: usize = 1024;
+/// Empty chunks kept for reuse.
+const POOL_MAX: usize = 64;
+
+/// A list of items stored as fixed-size chunks.
+#[derive(Debug, Default)]
+struct ChunkList {
+    chunks: Vec<Vec<WheelItem>>,
+}
+
+impl ChunkList {
+    fn push(&mut self, item: WheelItem, pool: &mut Vec<Vec<WheelItem>>) {
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < CHUNK => c.push(item),
+            _ => {
+                let mut c = pool.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK));
+                c.push(item);
+                self.chunks.push(c);
+            }
+        }
+    }
+
+    fn pop(&mut self, pool: &mut Vec<Vec<WheelItem>>) -> Option<WheelItem> {
+        loop {
+            let last = self.chunks.last_mut()?;
+            if let Some(item) = last.pop() {
+                return Some(item);
+            }
+            if let Some(c) = self.chunks.pop() {
+                if pool.len() < POOL_MAX {
+                    pool.push(c);
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.chunks.iter().all(Vec::is_empty)
+    }
+
+    fn append(&mut self, other: &mut ChunkList) {
+        self.chunks.append(&mut other.chunks);
+    }
+
+    fn capacity(&self) -> usize {
+        self.chunks.iter().map(Vec::capacity).sum()
+    }
+}
+
 /// What one call to [`TimingWheel::poll`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Poll {
@@ -53,14 +104,14 @@ pub enum Poll {
 #[derive(Debug)]
 struct Level {
     occupied: u64,
-    slots: [Vec<WheelItem>; SLOTS],
+    slots: [ChunkList; SLOTS],
 }
 
 impl Default for Level {
     fn default() -> Self {
         Level {
             occupied: 0,
-            slots: std::array::from_fn(|_| Vec::new()),
+            slots: std::array::from_fn(|_| ChunkList::default()),
         }
     }
 }
@@ -72,10 +123,11 @@ impl Default for Level {
 pub struct TimingWheel {
     elapsed: u64,
     levels: Box<[Level; LEVELS]>,
-    overflow: Vec<WheelItem>,
+    overflow: ChunkList,
     next_overflow_check: u64,
-    cascade: Vec<WheelItem>,
-    due: Vec<WheelItem>,
+    cascade: ChunkList,
+    due: ChunkList,
+    pool: Vec<Vec<WheelItem>>,
     len: usize,
     sweep_at: (usize, usize),
 }
@@ -92,10 +144,11 @@ impl TimingWheel {
         TimingWheel {
             elapsed: now,
             levels: Box::default(),
-            overflow: Vec::new(),
+            overflow: ChunkList::default(),
             next_overflow_check: Self::overflow_boundary(now),
-            cascade: Vec::new(),
-            due: Vec::new(),
+            cascade: ChunkList::default(),
+            due: ChunkList::default(),
+            pool: Vec::new(),
             len: 0,
             sweep_at: (0, 0),
         }
@@ -125,17 +178,17 @@ impl TimingWheel {
     fn place(&mut self, item: WheelItem) {
         let when = item.when();
         if when <= self.elapsed {
-            self.due.push(item);
+            self.due.push(item, &mut self.pool);
             return;
         }
         let level = level_for(self.elapsed, when);
         if level >= LEVELS {
-            self.overflow.push(item);
+            self.overflow.push(item, &mut self.pool);
             return;
         }
         let slot = ((when >> (level as u32 * SLOT_BITS)) & SLOT_MASK) as usize;
         let lvl = &mut self.levels[level];
-        lvl.slots[slot].push(item);
+        lvl.slots[slot].push(item, &mut self.pool);
         lvl.occupied |= 1 << slot;
     }
 
@@ -165,11 +218,11 @@ impl TimingWheel {
 
     /// Does one unit of work toward firing everything due at or before `now`.
     pub fn poll(&mut self, now: u64) -> Poll {
-        if let Some(item) = self.due.pop() {
+        if let Some(item) = self.due.pop(&mut self.pool) {
             self.len -= 1;
             return Poll::Due(item);
         }
-        if let Some(item) = self.cascade.pop() {
+        if let Some(item) = self.cascade.pop(&mut self.pool) {
             self.place(item);
             return Poll::Worked;
         }
@@ -182,13 +235,13 @@ impl TimingWheel {
                 let lvl = &mut self.levels[l];
                 lvl.occupied &= !(1 << s);
                 // A level-0 slot holds items due exactly at its start: they are all due now.
-                // Swap rather than take so the slot keeps the other buffer's allocation.
-                let to = if l == 0 && self.due.is_empty() {
+                // Its chunks move over whole; nothing is copied.
+                let to = if l == 0 {
                     &mut self.due
                 } else {
                     &mut self.cascade
                 };
-                std::mem::swap(to, &mut lvl.slots[s]);
+                to.append(&mut lvl.slots[s]);
             }
             _ => self.elapsed = now,
         }
@@ -208,26 +261,34 @@ impl TimingWheel {
         let mut visited = 0;
         while work < max && visited <= total_slots {
             let (l, s) = self.sweep_at;
-            let items = if l < LEVELS {
+            let list = if l < LEVELS {
                 &mut self.levels[l].slots[s]
             } else {
                 &mut self.overflow
             };
             // The position inside the slot is not remembered: restarting a slot only re-checks.
-            let mut i = 0;
-            while i < items.len() && work < max {
-                work += 1;
-                if keep(items[i]) {
-                    i += 1;
-                } else {
-                    items.swap_remove(i);
-                    dropped += 1;
+            let mut finished = true;
+            'chunks: for chunk in list.chunks.iter_mut() {
+                let mut i = 0;
+                while i < chunk.len() {
+                    if work >= max {
+                        finished = false;
+                        break 'chunks;
+                    }
+                    work += 1;
+                    if keep(chunk[i]) {
+                        i += 1;
+                    } else {
+                        chunk.swap_remove(i);
+                        dropped += 1;
+                    }
                 }
             }
-            if l < LEVELS && items.is_empty() {
+            list.chunks.retain(|c| !c.is_empty());
+            if l < LEVELS && list.is_empty() {
                 self.levels[l].occupied &= !(1 << s);
             }
-            if i >= items.len() {
+            if finished {
                 visited += 1;
                 self.sweep_at = if l >= LEVELS {
                     (0, 0)
@@ -247,16 +308,18 @@ impl TimingWheel {
         *self = TimingWheel::new(now);
     }
 
-    /// Bytes held by the item vectors.
+    /// Bytes held by the item chunks.
     pub fn heap_bytes(&self) -> usize {
         let per = std::mem::size_of::<WheelItem>();
         let slots: usize = self
             .levels
             .iter()
             .flat_map(|l| l.slots.iter())
-            .map(|v| v.capacity())
+            .map(ChunkList::capacity)
             .sum();
-        (slots + self.overflow.capacity() + self.cascade.capacity() + self.due.capacity()) * per
+        let pooled: usize = self.pool.iter().map(Vec::capacity).sum();
+        (slots + self.overflow.capacity() + self.cascade.capacity() + self.due.capacity() + pooled)
+            * per
     }
 }
 
