@@ -47,6 +47,21 @@ impl Index {
         }
     }
 
+    /// Frees up to `n` empty segments' memory; says whether any allocated empty segment is left.
+    pub fn release_empty(&mut self, n: usize) -> bool {
+        let mut freed = 0;
+        for seg in self.segments.iter_mut() {
+            if seg.is_empty() && seg.capacity() > 0 {
+                if freed == n {
+                    return true;
+                }
+                *seg = HashTable::new();
+                freed += 1;
+            }
+        }
+        false
+    }
+
     /// Number of slots filed.
     pub fn len(&self) -> usize {
         self.segments.iter().map(HashTable::len).sum()

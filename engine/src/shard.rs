@@ -96,6 +96,10 @@ pub struct Shard {
     pub(crate) max_version: u64,
     used: usize,
     pub(crate) stats: Stats,
+    /// Structures of an emptied store, freed a slice per `advance` (see `release_step`).
+    graveyard: Vec<crate::entry::Entry>,
+    /// Whether the index may still hold empty segments worth freeing.
+    index_to_release: bool,
 }
 
 impl Shard {
@@ -120,6 +124,8 @@ impl Shard {
             rules: Invalidations::default(),
             max_version: 0,
             used: 0,
+            graveyard: Vec::new(),
+            index_to_release: false,
         }
     }
 
@@ -416,7 +422,28 @@ impl Shard {
         if work < budget && !self.rules.is_empty() {
             self.sweep_rules(budget - work);
         }
+        self.release_step();
         expired
+    }
+
+    /// Gives back the memory of an emptied store a bounded slice at a time: about 2 MiB of the
+    /// old slot array and four index segments per call, so a core that expired or deleted
+    /// everything returns its memory within a few hundred calls without ever stalling.
+    fn release_step(&mut self) {
+        const SLOT_STEP: usize = (2 << 20) / std::mem::size_of::<crate::entry::Entry>();
+        if let Some(old) = self.slab.take_if_empty() {
+            // Only free slots are left: the array holds no block to drop.
+            self.graveyard = old;
+            self.index_to_release = true;
+        }
+        if !self.graveyard.is_empty() || self.graveyard.capacity() > 0 {
+            let keep = self.graveyard.len().saturating_sub(SLOT_STEP);
+            self.graveyard.truncate(keep);
+            self.graveyard.shrink_to(keep);
+        }
+        if self.index_to_release {
+            self.index_to_release = self.table.release_empty(4);
+        }
     }
 
     /// Checks up to `n` slab slots against the pending invalidation rules.
@@ -433,6 +460,8 @@ impl Shard {
 
     /// Drops every entry at once and releases their memory.
     pub fn flush(&mut self) {
+        self.graveyard = Vec::new();
+        self.index_to_release = false;
         self.table = Index::default();
         self.slab.clear();
         self.policy.clear();

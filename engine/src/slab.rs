@@ -84,6 +84,16 @@ impl Slab {
         *self = Slab::default();
     }
 
+    /// When no slot is in use, hands the slot array over to be freed piecemeal (freeing a large
+    /// array at once would stall the core). Returns `None` while any slot is in use.
+    pub fn take_if_empty(&mut self) -> Option<Vec<Entry>> {
+        if self.live != 0 || self.entries.capacity() == 0 {
+            return None;
+        }
+        self.free_head = None;
+        Some(std::mem::take(&mut self.entries))
+    }
+
     /// Bytes held by the slab's own array.
     pub fn heap_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<Entry>()
