@@ -1,0 +1,287 @@
+//! A real cluster: a balancer and 3 primaries with a replica each, as processes. Writes through
+//! the balancer (native thin client and the `redis` crate) and through the thin client in
+//! cluster mode land on the owning core of the owning primary and read back both ways; a stale
+//! epoch or a foreign key gets a redirect; a node that joins late gets the map and serves.
+
+mod common;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{free_port, parse_stats, wait_until, Node};
+use ringcache_client::{Client, ErrorKind};
+use ringcache_proto::{decode_frame, decode_response, encode_request, Limits, Response};
+
+/// A running `ringcache balancer`, killed on drop.
+struct Balancer {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Balancer {
+    fn start() -> Balancer {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("ringcache-balancer-{port}.log"));
+        let stderr = File::create(&log).expect("create balancer log");
+        let child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
+            .args(["balancer", "--port", &port.to_string()])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .expect("start balancer");
+        let b = Balancer { child, port, log };
+        assert!(
+            wait_until(Duration::from_secs(30), || TcpStream::connect((
+                "127.0.0.1",
+                b.port
+            ))
+            .is_ok()),
+            "balancer did not listen: {}",
+            b.log_text()
+        );
+        b
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn node(cores: usize, balancer: &str, role: &str) -> Node {
+    Node::start(cores, &["--balancer", balancer, "--role", role])
+}
+
+/// Waits until the balancer's map has `groups` groups, each with a primary and (with
+/// `replicas`) exactly that many replicas, and answers a cluster-mode client holding it.
+fn wait_for_map(b: &Balancer, groups: usize, replicas: Option<usize>) -> Client {
+    let mut c = Client::connect_cluster(b.addr()).expect("connect to the balancer");
+    let ok = wait_until(Duration::from_secs(30), || {
+        let Ok(map) = c.refresh_map() else {
+            return false;
+        };
+        map.groups.len() == groups
+            && map
+                .groups
+                .iter()
+                .all(|g| g.primary.is_some() && replicas.is_none_or(|r| g.replicas.len() == r))
+    });
+    assert!(
+        ok,
+        "the map never got complete; balancer log:\n{}",
+        b.log_text()
+    );
+    c
+}
+
+/// Per-core key counts of a node: `core{i}.keys`.
+fn core_keys(n: &Node) -> Vec<u64> {
+    let stats = n.stats();
+    (0..n.core_ports.len())
+        .map(|i| stats.get(&format!("core{i}.keys")).copied().unwrap_or(0))
+        .collect()
+}
+
+/// Sends one native GET with `epoch` to `port` and answers the response.
+fn native_get(port: u16, key: &[u8], epoch: u32) -> Response<'static> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut b = bytes::BytesMut::new();
+    encode_request(&mut b, 1, epoch, &ringcache_proto::Command::Get { key }).unwrap();
+    s.write_all(&b).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let limits = Limits::default();
+    loop {
+        if let Some(f) = decode_frame(&buf, &limits).unwrap() {
+            let r = decode_response(&f.header, f.body(&buf), &limits).unwrap();
+            return match r {
+                Response::Error { kind, message } => Response::error(kind, message.into_owned()),
+                Response::Nil => Response::Nil,
+                Response::Value { .. } => Response::Ok,
+                other => panic!("unexpected {other:?}"),
+            };
+        }
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn cluster_routes_keys_to_their_owning_core_and_redirects() {
+    let b = Balancer::start();
+    let addr = b.addr();
+    let primaries: Vec<Node> = (0..3).map(|_| node(2, &addr, "primary")).collect();
+    let replicas: Vec<Node> = (0..3).map(|_| node(1, &addr, "replica")).collect();
+    let mut cc = wait_for_map(&b, 3, Some(1));
+
+    // Writes: RESP through the balancer, native through the balancer, cluster-mode client.
+    let rclient = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let mut rc = rclient
+        .get_connection()
+        .expect("redis connection to the balancer");
+    let mut via_balancer = Client::connect(&addr).expect("native client on the balancer");
+    let mut keys: Vec<String> = Vec::new();
+    for i in 0..150 {
+        let (r, n, c) = (
+            format!("resp:{i}"),
+            format!("native:{i}"),
+            format!("direct:{i}"),
+        );
+        let _: () = redis::cmd("SET")
+            .arg(&r)
+            .arg(format!("v-{r}"))
+            .query(&mut rc)
+            .unwrap();
+        via_balancer.set(&n, format!("v-{n}")).unwrap();
+        cc.set(&c, format!("v-{c}")).unwrap();
+        keys.extend([r, n, c]);
+    }
+    let pairs: Vec<(String, String)> = (0..50)
+        .map(|i| (format!("mset:{i}"), format!("v-mset:{i}")))
+        .collect();
+    cc.mset(&pairs).unwrap();
+    keys.extend(pairs.iter().map(|(k, _)| k.clone()));
+
+    // Every key reads back both ways.
+    for k in &keys {
+        let want = format!("v-{k}").into_bytes();
+        let got: Option<Vec<u8>> = redis::cmd("GET").arg(k).query(&mut rc).unwrap();
+        assert_eq!(got.as_deref(), Some(&want[..]), "{k} through the balancer");
+        assert_eq!(cc.get(k).unwrap(), Some(want), "{k} straight from its core");
+    }
+    let got = cc.mget(&keys).unwrap();
+    assert!(got.iter().all(Option::is_some));
+    let got: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query(&mut rc).unwrap();
+    assert!(
+        got.iter().all(Option::is_some),
+        "MGET split by the balancer"
+    );
+
+    // Each key sits on the core the map names, of the primary the map names.
+    let map = cc.cluster_map().unwrap().clone();
+    let mut want: HashMap<(u16, u32), u64> = HashMap::new();
+    for k in &keys {
+        let r = map.route(k.as_bytes()).unwrap();
+        *want.entry((r.member.main_port, r.core)).or_default() += 1;
+    }
+    for p in &primaries {
+        let counts = core_keys(p);
+        for (core, &n) in counts.iter().enumerate() {
+            let expected = want.get(&(p.port, core as u32)).copied().unwrap_or(0);
+            assert_eq!(n, expected, "node {} core {core}", p.port);
+        }
+    }
+    assert_eq!(
+        want.values().sum::<u64>(),
+        keys.len() as u64,
+        "every key routed to a primary"
+    );
+    for r in &replicas {
+        assert_eq!(
+            core_keys(r).iter().sum::<u64>(),
+            0,
+            "replicas get no writes yet"
+        );
+    }
+
+    // A stale epoch gets a redirect naming the current one; so does a key another group owns.
+    let k = &keys[0];
+    let route = map.route(k.as_bytes()).unwrap();
+    let epoch = map.epoch as u32;
+    assert_eq!(native_get(route.port, k.as_bytes(), epoch), Response::Ok);
+    match native_get(route.port, k.as_bytes(), 1) {
+        Response::Error {
+            kind: ErrorKind::Redirect { epoch: e },
+            ..
+        } => assert_eq!(e, epoch),
+        other => panic!("stale epoch answered {other:?}"),
+    }
+    let other = primaries
+        .iter()
+        .find(|p| p.port != route.member.main_port)
+        .unwrap();
+    match native_get(other.core_ports[0], k.as_bytes(), 0) {
+        Response::Error {
+            kind: ErrorKind::Redirect { .. },
+            ..
+        } => {}
+        other => panic!("foreign key answered {other:?}"),
+    }
+    let mut s = other.connect();
+    let reply = other.roundtrip(&mut s, &common::resp_command(&[b"GET", k.as_bytes()]));
+    assert!(
+        reply.starts_with(format!("-REDIRECT {epoch} ").as_bytes()),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+
+    // A primary that joins late gets the map and serves its share.
+    let late = node(2, &addr, "primary");
+    let mut cc = wait_for_map(&b, 4, None);
+    let map = cc.cluster_map().unwrap().clone();
+    let late_member = map
+        .members
+        .iter()
+        .find(|m| m.main_port == late.port)
+        .expect("late node in the map");
+    let late_keys: Vec<String> = (0..200)
+        .map(|i| format!("late:{i}"))
+        .filter(|k| map.route(k.as_bytes()).unwrap().member.id == late_member.id)
+        .collect();
+    assert!(!late_keys.is_empty());
+    // The node learns the map within a heartbeat or so; until then nothing is lost: writes
+    // answered with a redirect are retried by the client.
+    for k in &late_keys {
+        cc.set(k, "x").unwrap();
+        let _: () = redis::cmd("SET").arg(k).arg("x").query(&mut rc).unwrap();
+    }
+    for k in &late_keys {
+        assert_eq!(cc.get(k).unwrap(), Some(b"x".to_vec()));
+        let got: Option<Vec<u8>> = redis::cmd("GET").arg(k).query(&mut rc).unwrap();
+        assert_eq!(got, Some(b"x".to_vec()));
+    }
+    assert_eq!(
+        core_keys(&late).iter().sum::<u64>(),
+        late_keys.len() as u64,
+        "the late primary holds its keys"
+    );
+    let stats = parse_stats(&{
+        let mut s = late.connect();
+        late.roundtrip(&mut s, b"*1\r\n$5\r\nSTATS\r\n")
+    });
+    assert!(stats.contains_key("keys"));
+}
+
+#[test]
+fn a_node_without_a_balancer_keeps_retrying_with_a_clear_message() {
+    let port = free_port();
+    let n = Node::start(1, &["--balancer", &format!("127.0.0.1:{port}")]);
+    let ok = wait_until(Duration::from_secs(10), || {
+        n.log_text().contains("cannot reach the balancer")
+    });
+    assert!(ok, "log: {}", n.log_text());
+    // It still serves alone meanwhile.
+    let mut c = Client::connect(format!("127.0.0.1:{}", n.port)).unwrap();
+    c.set("k", "v").unwrap();
+    assert_eq!(c.get("k").unwrap(), Some(b"v".to_vec()));
+}
