@@ -264,11 +264,9 @@ impl Client {
     /// [`Client::connect`] to a balancer, which switches it to cluster mode).
     pub fn refresh_map(&mut self) -> Result<&ClusterMap, ClientError> {
         let reply_limits = self.reply_limits;
-        let body = self.conn(MAIN)?.control(
-            ringcache_proto::control::CLUSTER_MAP,
-            &[],
-            &reply_limits,
-        )?;
+        let body =
+            self.conn(MAIN)?
+                .control(ringcache_proto::control::CLUSTER_MAP, &[], &reply_limits)?;
         let map = match ringcache_cluster::decode_body::<ControlReply>(&body) {
             Ok(ControlReply::Map(Some(map))) => map,
             Ok(other) => {
@@ -278,15 +276,9 @@ impl Client {
             }
             Err(e) => return Err(ClientError::Protocol(e)),
         };
-        let mut slots = self
-            .cluster
-            .take()
-            .map(|c| c.slots)
-            .unwrap_or_default();
-        let mut by_addr: HashMap<SocketAddr, usize> = slots
-            .values()
-            .map(|&s| (self.addrs[s], s))
-            .collect();
+        let mut slots = self.cluster.take().map(|c| c.slots).unwrap_or_default();
+        let mut by_addr: HashMap<SocketAddr, usize> =
+            slots.values().map(|&s| (self.addrs[s], s)).collect();
         slots.clear();
         for m in &map.members {
             let Ok(ip) = m.host.parse::<IpAddr>() else {

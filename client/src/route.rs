@@ -100,7 +100,9 @@ pub(crate) fn plan_with<'a>(cmd: Command<'a>, slot_of: &dyn Fn(&[u8]) -> usize) 
     }
     match cmd {
         Command::Del { keys } => sum_split(keys, slot_of, retry, |keys| Command::Del { keys }),
-        Command::Exists { keys } => sum_split(keys, slot_of, retry, |keys| Command::Exists { keys }),
+        Command::Exists { keys } => {
+            sum_split(keys, slot_of, retry, |keys| Command::Exists { keys })
+        }
         Command::Touch { keys } => sum_split(keys, slot_of, retry, |keys| Command::Touch { keys }),
         Command::MGet { keys } => {
             let groups = split_by_slot(keys.iter().copied(), slot_of);
@@ -151,12 +153,7 @@ fn sum_split<'a>(
 ) -> Op<'a> {
     let parts = split_by_slot(keys.iter().copied(), slot_of)
         .into_iter()
-        .map(|(slot, pos)| {
-            (
-                slot,
-                make(pos.iter().map(|&i| keys[i]).collect()),
-            )
-        })
+        .map(|(slot, pos)| (slot, make(pos.iter().map(|&i| keys[i]).collect())))
         .collect();
     Op {
         parts,

@@ -167,7 +167,8 @@ pub fn run_balancer(args: BalancerArgs, stop: StopFlag) -> anyhow::Result<()> {
 
 async fn balancer_main(args: BalancerArgs, stop: StopFlag) -> anyhow::Result<()> {
     let addr = SocketAddr::new(args.bind, args.port);
-    let listener = crate::node::bind_listener(addr).with_context(|| format!("listening on {addr}"))?;
+    let listener =
+        crate::node::bind_listener(addr).with_context(|| format!("listening on {addr}"))?;
     let config = MembershipConfig {
         heartbeat_interval_ms: args.heartbeat_ms.max(1),
         missed_heartbeats: args.missed_heartbeats.max(1),
@@ -604,10 +605,7 @@ fn control_request(state: &Shared, opcode: u8, body: &[u8]) -> ControlReply {
                 member: hb.member,
                 applied: hb.applied,
             });
-            if actions
-                .iter()
-                .any(|a| matches!(a, Action::Rejoin { .. }))
-            {
+            if actions.iter().any(|a| matches!(a, Action::Rejoin { .. })) {
                 return ControlReply::Rejoin;
             }
             if hb.epoch < st.map.epoch {

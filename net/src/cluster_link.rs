@@ -84,14 +84,7 @@ impl Control {
         };
         self.next_id += 1;
         let mut out = BytesMut::new();
-        encode_control(
-            &mut out,
-            opcode,
-            false,
-            self.next_id,
-            epoch as u32,
-            body,
-        );
+        encode_control(&mut out, opcode, false, self.next_id, epoch as u32, body);
         s.write_all(&out).map_err(|e| e.to_string())?;
         let limits = Limits {
             max_frame: 64 << 20,
@@ -220,7 +213,10 @@ fn run_link(
                         failing = false;
                     }
                     Ok(ControlReply::Rejoin) => {
-                        warn!(member = m, "the balancer no longer knows this node: joining again");
+                        warn!(
+                            member = m,
+                            "the balancer no longer knows this node: joining again"
+                        );
                         member = None;
                         continue;
                     }

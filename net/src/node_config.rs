@@ -196,13 +196,16 @@ impl NodeConfig {
             password: a.password.clone(),
             spin: (a.spin_us > 0).then(|| Duration::from_micros(a.spin_us)),
             tick: Duration::from_millis(a.tick_ms.max(1)),
-            cluster: a.balancer.clone().map(|balancer| crate::cluster_link::LinkConfig {
-                balancer,
-                role: a.role,
-                group: a.group,
-                heartbeat: Duration::from_millis(a.heartbeat_ms.max(1)),
-                host: a.advertise.clone().unwrap_or_else(|| a.bind.to_string()),
-            }),
+            cluster: a
+                .balancer
+                .clone()
+                .map(|balancer| crate::cluster_link::LinkConfig {
+                    balancer,
+                    role: a.role,
+                    group: a.group,
+                    heartbeat: Duration::from_millis(a.heartbeat_ms.max(1)),
+                    host: a.advertise.clone().unwrap_or_else(|| a.bind.to_string()),
+                }),
             cpus,
         })
     }
