@@ -204,12 +204,24 @@ impl Shard {
         let Some(idx) = self.locate(hash, key) else {
             return Found::Absent;
         };
-        let e = self.slab.get(idx);
-        if self.is_expired(e.meta, now) {
+        let meta = self.slab.get(idx).meta;
+        // The common case, kept small so it inlines into every command: a live, unexpired
+        // entry and no pending invalidation.
+        if meta.expiry_rel() == 0 && !meta.tombstone() && self.rules.is_empty() {
+            return Found::Live(idx);
+        }
+        self.lookup_slow(idx, hash, now)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lookup_slow(&mut self, idx: u32, hash: u64, now: u64) -> Found {
+        let meta = self.slab.get(idx).meta;
+        if self.is_expired(meta, now) {
             self.remove(idx, hash, Removal::Expired);
             return Found::Absent;
         }
-        if e.meta.tombstone() {
+        if meta.tombstone() {
             return Found::Tombstone(idx);
         }
         if !self.rules.is_empty() && self.invalidated(idx) {
