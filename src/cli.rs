@@ -164,6 +164,9 @@ enum CliCommand {
     Stats,
     /// Print the node's id, main port and per-core ports.
     Topology,
+    /// Print the cluster map of the balancer at --port: epoch, shard groups with their
+    /// members and key share, members with their ports, roles and states.
+    Cluster,
 }
 
 /// What `invalidate` drops.
@@ -224,6 +227,17 @@ pub fn run(args: CliArgs) -> anyhow::Result<()> {
     let mut cfg = ClientConfig::default().timeout(Duration::from_secs_f64(args.timeout));
     if let Some(pw) = &args.password {
         cfg = cfg.password(pw.clone());
+    }
+    if matches!(args.command, CliCommand::Cluster) {
+        let mut c = Client::connect_cluster_with(addr.as_str(), cfg).map_err(|e| match e {
+            ClientError::Connect { .. } => {
+                anyhow::anyhow!("{e} — is `ringcache balancer` (or `ringcache local`) running?")
+            }
+            other => anyhow::anyhow!("{other} — is --port the balancer's port?"),
+        })?;
+        let map = c.refresh_map().map_err(explain)?;
+        print!("{}", ringcache_net::balancer::map_text(map));
+        return Ok(());
     }
     let mut out = Vec::new();
     let res = Client::connect_with(addr.as_str(), cfg)
@@ -393,6 +407,7 @@ fn execute(c: &mut Client, cmd: CliCommand, out: &mut Vec<u8>) -> Result<(), Cli
                 line(out, format!("core {}: port {}", core.core, core.port));
             }
         }
+        CliCommand::Cluster => line(out, "use `ringcache cli --port BALANCER_PORT cluster`"),
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! `ringcache-client`.
 
 mod cli;
+mod local;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,9 @@ enum Command {
     Balancer(BalancerArgs),
     /// Talk to a running node from the command line: get, set, del, mget, stats, ...
     Cli(cli::CliArgs),
+    /// Start a whole cluster on 127.0.0.1 in one command: a balancer on --port and the nodes
+    /// on free ports; prints how to connect; Ctrl-C stops them all.
+    Local(local::LocalArgs),
 }
 
 /// mimalloc: faster small allocations than glibc for the store's many key/value blocks, no
@@ -81,6 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             run_balancer(args, stop)
         }
         Command::Cli(args) => cli::run(args),
+        Command::Local(args) => local::run(args),
     }
 }
 
