@@ -26,8 +26,7 @@ use ringcache_cluster::core_for_key;
 use crate::core_state::{now_ms, SharedCore};
 use crate::execute::execute;
 use crate::handover::{
-    broadcast_op, core_stats, encode_reply, run_remote, CountKind, OwnedValue, RemoteOp,
-    RemoteReply, Wire,
+    broadcast_op, encode_reply, run_remote, CountKind, OwnedValue, RemoteOp, RemoteReply, Wire,
 };
 use crate::mesh::Mesh;
 use crate::node_config::NodeConfig;
@@ -448,7 +447,12 @@ impl Conn {
         }
     }
 
-    async fn call(&self, ctx: &ConnContext, to: u32, op: RemoteOp) -> RemoteReply {
+    /// Runs `op` on core `to`: directly when it is this core, else handed over the mesh.
+    async fn on_core(&self, ctx: &ConnContext, to: u32, op: RemoteOp, now: u64) -> RemoteReply {
+        let me = ctx.core.borrow().id;
+        if to == me {
+            return run_remote(&mut ctx.core.borrow_mut(), op, now);
+        }
         match &ctx.mesh {
             Some(mesh) => match mesh.call(to, op).await {
                 Ok(r) => r,
@@ -473,25 +477,16 @@ impl Conn {
         let reply =
             |out: &mut BytesMut, resp: &Response<'_>| encode_reply(out, wire, op, rid, epoch, resp);
         let keys = multi_keys(cmd).unwrap_or_default();
-        let (me, cores) = {
-            let c = ctx.core.borrow();
-            (c.id, c.cores)
-        };
+        let cores = ctx.core.borrow().cores;
         let groups = split_by_core(&keys, cores);
         match cmd {
             Command::MGet { .. } => {
                 let mut values: Vec<Option<OwnedValue>> = vec![None; keys.len()];
                 for (core, positions) in groups {
                     let part: Vec<Vec<u8>> = positions.iter().map(|&i| keys[i].to_vec()).collect();
-                    let got = if core == me {
-                        run_remote(
-                            &mut ctx.core.borrow_mut(),
-                            RemoteOp::Get { keys: part },
-                            now,
-                        )
-                    } else {
-                        self.call(ctx, core, RemoteOp::Get { keys: part }).await
-                    };
+                    let got = self
+                        .on_core(ctx, core, RemoteOp::Get { keys: part }, now)
+                        .await;
                     match got {
                         RemoteReply::Values(vs) => {
                             for (i, v) in positions.into_iter().zip(vs) {
@@ -520,11 +515,7 @@ impl Conn {
                         .map(|&i| (pairs[i].0.to_vec(), pairs[i].1.to_vec()))
                         .collect();
                     let op = RemoteOp::MSet { pairs: part };
-                    let got = if core == me {
-                        run_remote(&mut ctx.core.borrow_mut(), op, now)
-                    } else {
-                        self.call(ctx, core, op).await
-                    };
+                    let got = self.on_core(ctx, core, op, now).await;
                     if !matches!(got, RemoteReply::Done) {
                         return reply(out, &failed(got));
                     }
@@ -541,11 +532,7 @@ impl Conn {
                 for (core, positions) in groups {
                     let part = positions.iter().map(|&i| keys[i].to_vec()).collect();
                     let op = RemoteOp::Count { kind, keys: part };
-                    let got = if core == me {
-                        run_remote(&mut ctx.core.borrow_mut(), op, now)
-                    } else {
-                        self.call(ctx, core, op).await
-                    };
+                    let got = self.on_core(ctx, core, op, now).await;
                     match got {
                         RemoteReply::Count(n) => total += n,
                         other => return reply(out, &failed(other)),
@@ -570,10 +557,7 @@ impl Conn {
     ) {
         let reply =
             |out: &mut BytesMut, resp: &Response<'_>| encode_reply(out, wire, op, rid, epoch, resp);
-        let (me, cores) = {
-            let c = ctx.core.borrow();
-            (c.id, c.cores)
-        };
+        let cores = ctx.core.borrow().cores;
         let mut fields: Vec<(String, u64)> = Vec::new();
         let mut total = ringcache_engine::Stats::default();
         for core in 0..cores {
@@ -583,16 +567,7 @@ impl Conn {
                     &Response::error(ErrorKind::Internal, "not a broadcast command"),
                 );
             };
-            let got = if core == me {
-                if matches!(bop, RemoteOp::Stats) {
-                    let (f, s) = core_stats(&ctx.core.borrow());
-                    RemoteReply::Stats(f, s)
-                } else {
-                    run_remote(&mut ctx.core.borrow_mut(), bop, now)
-                }
-            } else {
-                self.call(ctx, core, bop).await
-            };
+            let got = self.on_core(ctx, core, bop, now).await;
             match got {
                 RemoteReply::Done => {}
                 RemoteReply::Stats(f, s) => {

@@ -93,7 +93,7 @@ pub fn encode_reply(
 }
 
 /// This core's STATS fields and raw counters.
-pub fn core_stats(core: &CoreState) -> (Vec<(String, u64)>, Stats) {
+fn core_stats(core: &CoreState) -> (Vec<(String, u64)>, Stats) {
     let s = core.shard.stats();
     let fields = crate::execute::stats_fields(
         core.id,

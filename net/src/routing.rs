@@ -41,14 +41,10 @@ pub fn plan(cmd: &Command<'_>, me: u32, cores: u32) -> Plan {
             Plan::Owner(c)
         }
     };
+    if let Some(key) = cmd.key() {
+        return owner_of(key);
+    }
     match cmd {
-        Command::Get { key }
-        | Command::GetVersion { key }
-        | Command::Set { key, .. }
-        | Command::Expire { key, .. }
-        | Command::Ttl { key, .. }
-        | Command::Persist { key }
-        | Command::IncrBy { key, .. } => owner_of(key),
         Command::Del { .. }
         | Command::Exists { .. }
         | Command::Touch { .. }
