@@ -285,3 +285,93 @@ fn a_node_without_a_balancer_keeps_retrying_with_a_clear_message() {
     c.set("k", "v").unwrap();
     assert_eq!(c.get("k").unwrap(), Some(b"v".to_vec()));
 }
+
+#[test]
+fn local_starts_a_whole_cluster_and_stops_it() {
+    use std::io::BufRead;
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
+        .args([
+            "local",
+            "--port",
+            &port.to_string(),
+            "--primaries",
+            "2",
+            "--replicas",
+            "1",
+            "--memory",
+            "32m",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ringcache local");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    let mut printed = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !printed.contains("Ctrl-C") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                printed.push_str(&l);
+                printed.push('\n');
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("ringcache local did not come up; printed:\n{printed}");
+            }
+        }
+    }
+    assert!(
+        printed.contains(&format!("redis-cli -p {port}")),
+        "{printed}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ringcache"))
+        .args(["cli", "--port", &port.to_string(), "cluster"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("groups: 2") && text.contains("members: 4"),
+        "{text}"
+    );
+    let mut c = Client::connect_cluster(format!("127.0.0.1:{port}")).unwrap();
+    c.set("k", "v").unwrap();
+    assert_eq!(c.get("k").unwrap(), Some(b"v".to_vec()));
+    let node_ports: Vec<u16> = c
+        .cluster_map()
+        .unwrap()
+        .members
+        .iter()
+        .map(|m| m.main_port)
+        .collect();
+    drop(c);
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let exited = wait_until(Duration::from_secs(15), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    assert!(exited, "ringcache local did not stop on SIGTERM");
+    let all_down = wait_until(Duration::from_secs(10), || {
+        std::iter::once(port)
+            .chain(node_ports.iter().copied())
+            .all(|p| TcpStream::connect(("127.0.0.1", p)).is_err())
+    });
+    assert!(
+        all_down,
+        "children still listen after ringcache local stopped"
+    );
+}
