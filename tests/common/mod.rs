@@ -61,52 +61,7 @@ pub fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
 impl Node {
     /// Starts a node with `cores` cores, a 64 MiB budget and any `extra` flags.
     pub fn start(cores: usize, extra: &[&str]) -> Node {
-        let (port, base) = free_ports(cores);
-        let log = std::env::temp_dir().join(format!("ringcache-test-{port}.log"));
-        let stderr = File::create(&log).expect("create node log");
-        let cores_s = cores.to_string();
-        let port_s = port.to_string();
-        let base_s = base.to_string();
-        let mut args = vec![
-            "node",
-            "--port",
-            &port_s,
-            "--core-port-base",
-            &base_s,
-            "--cores",
-            &cores_s,
-            "--memory",
-            "64m",
-        ];
-        args.extend_from_slice(extra);
-        let child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
-            .args(&args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .expect("start ringcache");
-        let mut node = Node {
-            child,
-            port,
-            core_ports: (0..cores as u16).map(|i| base + i).collect(),
-            log,
-        };
-        let ports: Vec<u16> = std::iter::once(port)
-            .chain(node.core_ports.clone())
-            .collect();
-        let up = wait_until(Duration::from_secs(30), || {
-            ports
-                .iter()
-                .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok())
-        });
-        if !up {
-            let log = node.log_text();
-            let status = node.child.try_wait();
-            panic!("node did not start listening within 30 s ({status:?}); log:\n{log}");
-        }
-        node
+        Node::start_with_memory(cores, "64m", extra)
     }
 
     /// The node's stderr so far.
