@@ -270,6 +270,17 @@ fn cluster_routes_keys_to_their_owning_core_and_redirects() {
         late.roundtrip(&mut s, b"*1\r\n$5\r\nSTATS\r\n")
     });
     assert!(stats.contains_key("keys"));
+
+    // SIGTERM: the node tells the balancer it leaves (well before a heartbeat timeout would).
+    let mut late = late;
+    let late_port = late.port;
+    assert!(late.terminate(Duration::from_secs(10)).is_some());
+    let gone = wait_until(Duration::from_secs(10), || {
+        cc.refresh_map()
+            .is_ok_and(|m| m.members.iter().all(|m| m.main_port != late_port))
+    });
+    assert!(gone, "balancer log:\n{}", b.log_text());
+    assert!(b.log_text().contains("member leaves"), "{}", b.log_text());
 }
 
 #[test]

@@ -615,6 +615,14 @@ fn control_request(state: &Shared, opcode: u8, body: &[u8]) -> ControlReply {
             }
         }
         control::CLUSTER_MAP => ControlReply::Map(Some((*st.map).clone())),
+        control::CLUSTER_LEAVE => match decode_body::<u64>(body) {
+            Ok(member) => {
+                info!(member, "member leaves");
+                st.handle(Event::Leave { member });
+                ControlReply::Map(None)
+            }
+            Err(reason) => ControlReply::Reject { reason },
+        },
         other => ControlReply::Reject {
             reason: format!("unknown control opcode {other:#x}"),
         },

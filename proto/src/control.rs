@@ -12,6 +12,8 @@ pub const CLUSTER_JOIN: u8 = 0x40;
 pub const CLUSTER_HEARTBEAT: u8 = 0x41;
 /// Ask for the cluster map (empty body); answered with the serialised map.
 pub const CLUSTER_MAP: u8 = 0x42;
+/// A member leaves on purpose (body: its member id).
+pub const CLUSTER_LEAVE: u8 = 0x43;
 /// A reply to any control request (body: the control reply).
 pub const CLUSTER_REPLY: u8 = 0xc0;
 
