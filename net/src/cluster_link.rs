@@ -239,7 +239,10 @@ fn run_link(
         // Best effort: a balancer that does not hear it declares the node dead instead.
         match ctl.call(control::CLUSTER_LEAVE, &encode_body(&m), epoch) {
             Ok(_) => info!(member = m, "left the cluster"),
-            Err(e) => warn!(member = m, "could not tell the balancer this node leaves: {e}"),
+            Err(e) => warn!(
+                member = m,
+                "could not tell the balancer this node leaves: {e}"
+            ),
         }
     }
 }
