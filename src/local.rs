@@ -29,6 +29,12 @@ pub struct LocalArgs {
     /// Memory budget of each node (k, m, g suffixes).
     #[arg(long, default_value = "256m")]
     memory: String,
+    /// Milliseconds between heartbeats of the nodes.
+    #[arg(long, default_value_t = 200)]
+    heartbeat_ms: u64,
+    /// Heartbeats a node may miss before the balancer declares it dead.
+    #[arg(long, default_value_t = 4)]
+    missed_heartbeats: u64,
 }
 
 /// The children, killed (SIGTERM, then SIGKILL after a grace period) when dropped.
@@ -112,7 +118,17 @@ pub fn run(args: LocalArgs) -> anyhow::Result<()> {
     }
     spawn(
         "balancer".into(),
-        vec!["balancer".into(), "--port".into(), args.port.to_string()],
+        vec![
+            "balancer".into(),
+            "--port".into(),
+            args.port.to_string(),
+            "--cores".into(),
+            "1".into(),
+            "--heartbeat-ms".into(),
+            args.heartbeat_ms.to_string(),
+            "--missed-heartbeats".into(),
+            args.missed_heartbeats.to_string(),
+        ],
         &mut children,
     )?;
     // Nodes join at once when the balancer already listens (else they back off and retry).
@@ -152,6 +168,8 @@ pub fn run(args: LocalArgs) -> anyhow::Result<()> {
             &balancer,
             "--role",
             role,
+            "--heartbeat-ms",
+            &args.heartbeat_ms.to_string(),
         ]
         .iter()
         .map(|s| s.to_string())

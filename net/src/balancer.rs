@@ -15,6 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -61,6 +62,10 @@ pub struct BalancerArgs {
     /// Virtual nodes per shard group on the ring.
     #[arg(long, env = "RINGCACHE_VNODES", default_value_t = DEFAULT_VNODES)]
     pub vnodes: u32,
+    /// Number of cores (executors) routing requests (default: every CPU this process may run
+    /// on); each keeps its own connections to every node core.
+    #[arg(long, env = "RINGCACHE_CORES")]
+    pub cores: Option<usize>,
 }
 
 /// Largest request the balancer relays.
@@ -77,36 +82,34 @@ struct Backend {
     dead: Rc<Cell<bool>>,
 }
 
-struct State {
+/// The control plane, shared by the balancer's cores: the membership state machine and the
+/// senders that hand every new map to each core. Only control frames and the ticker take the
+/// lock; the data path reads each core's own copy of the map.
+struct Control {
     membership: Membership,
-    map: Rc<ClusterMap>,
-    backends: HashMap<SocketAddr, Backend>,
+    map: Arc<ClusterMap>,
     started: Instant,
-    limits: Limits,
-    port: u16,
+    cores: Vec<mpsc::UnboundedSender<Arc<ClusterMap>>>,
 }
 
-type Shared = Rc<RefCell<State>>;
-
-impl State {
-    fn now(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-
+impl Control {
     fn handle(&mut self, event: Event) -> Vec<Action> {
-        let now = self.now();
+        let now = self.started.elapsed().as_millis() as u64;
         let actions = self.membership.handle(event, now);
         for a in &actions {
             match a {
                 Action::PublishMap => {
-                    let map = self.membership.map().clone();
+                    let map = Arc::new(self.membership.map().clone());
                     info!(
                         epoch = map.epoch,
                         members = map.members.len(),
                         groups = map.groups.len(),
                         "cluster map changed"
                     );
-                    self.map = Rc::new(map);
+                    for c in &self.cores {
+                        let _ = c.unbounded_send(map.clone());
+                    }
+                    self.map = map;
                 }
                 Action::Dead { member } => warn!(member, "member missed its heartbeats: dead"),
                 Action::Promoted { member, group } => info!(member, group, "member promoted"),
@@ -117,7 +120,26 @@ impl State {
         }
         actions
     }
+}
 
+type SharedControl = Arc<Mutex<Control>>;
+
+fn lock(c: &SharedControl) -> MutexGuard<'_, Control> {
+    c.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One balancer core's state: its copy of the map and its connections to the node cores.
+struct State {
+    map: Arc<ClusterMap>,
+    backends: HashMap<SocketAddr, Backend>,
+    limits: Limits,
+    port: u16,
+    control: SharedControl,
+}
+
+type Shared = Rc<RefCell<State>>;
+
+impl State {
     /// The backend for `addr`, connecting (lazily, in its own task) when there is none alive.
     fn backend(&mut self, addr: SocketAddr) -> mpsc::UnboundedSender<Job> {
         if let Some(b) = self.backends.get(&addr) {
@@ -139,7 +161,8 @@ impl State {
     }
 }
 
-/// Runs the balancer until `stop`.
+/// Runs the balancer until `stop`: one pinned executor per core, each accepting on --port
+/// (SO_REUSEPORT) with its own node connections.
 pub fn run_balancer(args: BalancerArgs, stop: StopFlag) -> anyhow::Result<()> {
     let addr = SocketAddr::new(args.bind, args.port);
     match std::net::TcpListener::bind(addr) {
@@ -151,45 +174,89 @@ pub fn run_balancer(args: BalancerArgs, stop: StopFlag) -> anyhow::Result<()> {
         ),
         Err(e) => anyhow::bail!("cannot listen on {addr}: {e}"),
     }
-    let handle = LocalExecutorBuilder::new(Placement::Unbound)
-        .name("ringcache-balancer")
-        .spawn(move || async move { balancer_main(args, stop).await })
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot start the io_uring executor: {e}. io_uring needs locked memory: raise the limit (`ulimit -l unlimited`)"
-            )
-        })?;
-    match handle.join() {
-        Ok(r) => r,
-        Err(_) => anyhow::bail!("the balancer executor panicked"),
+    let allowed = crate::node::allowed_cpus();
+    let n = args.cores.unwrap_or(allowed.len());
+    if n == 0 || n > allowed.len() {
+        anyhow::bail!(
+            "--cores {n}: this process may run on {} CPU(s) {allowed:?}",
+            allowed.len()
+        );
     }
-}
-
-async fn balancer_main(args: BalancerArgs, stop: StopFlag) -> anyhow::Result<()> {
-    let addr = SocketAddr::new(args.bind, args.port);
-    let listener =
-        crate::node::bind_listener(addr).with_context(|| format!("listening on {addr}"))?;
     let config = MembershipConfig {
         heartbeat_interval_ms: args.heartbeat_ms.max(1),
         missed_heartbeats: args.missed_heartbeats.max(1),
         vnodes: args.vnodes.max(1),
     };
     let membership = Membership::new(config);
-    let state: Shared = Rc::new(RefCell::new(State {
-        map: Rc::new(membership.map().clone()),
+    let mut receivers = Vec::with_capacity(n);
+    let mut senders = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = mpsc::unbounded();
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    let control: SharedControl = Arc::new(Mutex::new(Control {
+        map: Arc::new(membership.map().clone()),
         membership,
-        backends: HashMap::new(),
         started: Instant::now(),
+        cores: senders,
+    }));
+    info!(
+        "ringcache balancer listening on {addr} (nodes, RESP and native clients), {n} core(s), heartbeat {} ms, dead after {} missed",
+        config.heartbeat_interval_ms, config.missed_heartbeats
+    );
+    let mut handles = Vec::with_capacity(n);
+    for (i, maps) in receivers.into_iter().enumerate() {
+        let (args, stop, control) = (args.clone(), stop.clone(), control.clone());
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(allowed[i]))
+            .name(&format!("ringcache-balancer{i}"))
+            .spawn(move || async move { balancer_core(i, args, stop, control, maps).await })
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot start the io_uring executor: {e}. io_uring needs locked memory: raise the limit (`ulimit -l unlimited`)"
+                )
+            })?;
+        handles.push(handle);
+    }
+    let mut result = Ok(());
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                stop.stop();
+                result = Err(e);
+            }
+            Err(_) => {
+                stop.stop();
+                result = Err(anyhow::anyhow!("a balancer core panicked"));
+            }
+        }
+    }
+    info!("ringcache balancer stopped");
+    result
+}
+
+async fn balancer_core(
+    index: usize,
+    args: BalancerArgs,
+    stop: StopFlag,
+    control: SharedControl,
+    mut maps: mpsc::UnboundedReceiver<Arc<ClusterMap>>,
+) -> anyhow::Result<()> {
+    let addr = SocketAddr::new(args.bind, args.port);
+    let listener =
+        crate::node::bind_listener(addr).with_context(|| format!("listening on {addr}"))?;
+    let map = lock(&control).map.clone();
+    let state: Shared = Rc::new(RefCell::new(State {
+        map,
+        backends: HashMap::new(),
         limits: Limits {
             max_frame: MAX_FRAME,
             ..Limits::default()
         },
         port: args.port,
+        control: control.clone(),
     }));
-    info!(
-        "ringcache balancer listening on {addr} (nodes, RESP and native clients), heartbeat {} ms, dead after {} missed",
-        config.heartbeat_interval_ms, config.missed_heartbeats
-    );
     let accept = {
         let state = state.clone();
         spawn_local(async move {
@@ -206,13 +273,26 @@ async fn balancer_main(args: BalancerArgs, stop: StopFlag) -> anyhow::Result<()>
             }
         })
     };
-    let tick = Duration::from_millis((config.heartbeat_interval_ms / 2).clamp(1, 1000));
+    let updates = {
+        let state = state.clone();
+        spawn_local(async move {
+            while let Some(map) = maps.next().await {
+                let mut st = state.borrow_mut();
+                if map.epoch >= st.map.epoch {
+                    st.map = map;
+                }
+            }
+        })
+    };
+    let tick = Duration::from_millis((args.heartbeat_ms.max(1) / 2).clamp(1, 1000));
     while !stop.is_stopped() {
         sleep(tick).await;
-        state.borrow_mut().handle(Event::Tick);
+        if index == 0 {
+            lock(&control).handle(Event::Tick);
+        }
     }
     drop(accept);
-    info!("ringcache balancer stopped");
+    drop(updates);
     Ok(())
 }
 
@@ -571,7 +651,20 @@ pub fn map_text(map: &ClusterMap) -> String {
 }
 
 fn control_request(state: &Shared, opcode: u8, body: &[u8]) -> ControlReply {
-    let mut st = state.borrow_mut();
+    let control = state.borrow().control.clone();
+    let mut st = lock(&control);
+    let reply = control_locked(&mut st, opcode, body);
+    // This core routes by the new map at once; the others get it by message.
+    let map = st.map.clone();
+    drop(st);
+    let mut local = state.borrow_mut();
+    if map.epoch >= local.map.epoch {
+        local.map = map;
+    }
+    reply
+}
+
+fn control_locked(st: &mut Control, opcode: u8, body: &[u8]) -> ControlReply {
     match opcode {
         control::CLUSTER_JOIN => {
             let req: JoinRequest = match decode_body(body) {
