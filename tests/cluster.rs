@@ -243,6 +243,9 @@ fn cluster_routes_keys_to_their_owning_core_and_redirects() {
     );
 
     // A primary that joins late gets the map and serves its share.
+    let mut stale = Client::connect_cluster(&addr).unwrap();
+    let mut stale_pipe = Client::connect_cluster(&addr).unwrap();
+    let old_epoch = stale.cluster_map().unwrap().epoch as u32;
     let late = node(2, &addr, "primary");
     let mut cc = wait_for_map(&b, 4, None);
     let map = cc.cluster_map().unwrap().clone();
@@ -272,6 +275,32 @@ fn cluster_routes_keys_to_their_owning_core_and_redirects() {
         late_keys.len() as u64,
         "the late primary holds its keys"
     );
+
+    // A client still on the old map is redirected once the nodes know the new one, refreshes
+    // its map and gets its answers, one request at a time and in a pipeline.
+    let p0 = &primaries[0];
+    let learned = wait_until(Duration::from_secs(10), || {
+        matches!(
+            native_get(p0.core_ports[0], b"any", old_epoch),
+            Response::Error {
+                kind: ErrorKind::Redirect { .. },
+                ..
+            }
+        )
+    });
+    assert!(learned, "old primaries never learned the new map");
+    assert_eq!(stale.get(&late_keys[0]).unwrap(), Some(b"x".to_vec()));
+    assert!(stale.cluster_map().unwrap().epoch > u64::from(old_epoch));
+    {
+        let mut p = stale_pipe.pipeline();
+        for k in &late_keys {
+            p.get(k);
+        }
+        for r in p.execute() {
+            assert_eq!(r.unwrap().into_value().unwrap(), Some(b"x".to_vec()));
+        }
+    }
+    assert!(stale_pipe.cluster_map().unwrap().epoch > u64::from(old_epoch));
     let stats = parse_stats(&{
         let mut s = late.connect();
         late.roundtrip(&mut s, b"*1\r\n$5\r\nSTATS\r\n")

@@ -65,7 +65,7 @@ struct ClusterRoutes {
 /// How often a request answered with a redirect is retried after refreshing the map.
 const REDIRECT_RETRIES: usize = 3;
 
-fn is_redirect(r: &Result<Reply, ClientError>) -> bool {
+pub(crate) fn is_redirect(r: &Result<Reply, ClientError>) -> bool {
     matches!(r, Err(e) if matches!(e.server_kind(), Some(ErrorKind::Redirect { .. })))
 }
 

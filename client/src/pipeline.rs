@@ -31,6 +31,8 @@ use crate::route::Op;
 pub struct Pipeline<'c, 'a> {
     client: &'c mut Client,
     ops: Vec<Result<Op<'a>, ClientError>>,
+    /// The commands (cluster mode only), to plan again after a redirect.
+    cmds: Vec<Option<Command<'a>>>,
 }
 
 impl<'c, 'a> Pipeline<'c, 'a> {
@@ -38,10 +40,14 @@ impl<'c, 'a> Pipeline<'c, 'a> {
         Pipeline {
             client,
             ops: Vec::new(),
+            cmds: Vec::new(),
         }
     }
 
     fn push(&mut self, cmd: Command<'a>) -> &mut Self {
+        if self.client.cluster_map().is_some() {
+            self.cmds.push(Some(cmd.clone()));
+        }
         let op = self.client.plan(cmd);
         self.ops.push(Ok(op));
         self
@@ -89,6 +95,9 @@ impl<'c, 'a> Pipeline<'c, 'a> {
             Ok(cmd) => self.push(cmd),
             Err(e) => {
                 self.ops.push(Err(e));
+                if self.client.cluster_map().is_some() {
+                    self.cmds.push(None);
+                }
                 self
             }
         }
@@ -194,6 +203,27 @@ impl<'c, 'a> Pipeline<'c, 'a> {
         if self.ops.is_empty() {
             return Vec::new();
         }
-        self.client.run_ops(&self.ops)
+        let mut results = self.client.run_ops(&self.ops);
+        // Cluster mode: commands answered with a redirect go again after a map refresh.
+        for _ in 0..3 {
+            let redirected: Vec<usize> = (0..results.len())
+                .filter(|&i| crate::client::is_redirect(&results[i]) && self.cmds.len() > i)
+                .collect();
+            if redirected.is_empty() || self.client.refresh_map().is_err() {
+                break;
+            }
+            let ops: Vec<_> = redirected
+                .iter()
+                .filter_map(|&i| self.cmds[i].clone())
+                .map(|c| Ok(self.client.plan(c)))
+                .collect();
+            if ops.len() != redirected.len() {
+                break;
+            }
+            for (i, r) in redirected.into_iter().zip(self.client.run_ops(&ops)) {
+                results[i] = r;
+            }
+        }
+        results
     }
 }
