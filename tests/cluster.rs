@@ -211,6 +211,21 @@ fn cluster_routes_keys_to_their_owning_core_and_redirects() {
         );
     }
 
+    // Multi-key commands through the balancer are split per owner and merged.
+    let tmp = ["tmp:a", "tmp:b", "tmp:c", "tmp:d", "tmp:e", "tmp:f"];
+    for k in tmp {
+        let _: () = redis::cmd("SET").arg(k).arg("1").query(&mut rc).unwrap();
+    }
+    let n: i64 = redis::cmd("EXISTS").arg(&tmp).query(&mut rc).unwrap();
+    assert_eq!(n, 6);
+    let n: i64 = redis::cmd("DEL")
+        .arg(&tmp)
+        .arg("tmp:missing")
+        .query(&mut rc)
+        .unwrap();
+    assert_eq!(n, 6);
+    assert_eq!(via_balancer.exists(&tmp).unwrap(), 0);
+
     // A stale epoch gets a redirect naming the current one; so does a key another group owns.
     let k = &keys[0];
     let route = map.route(k.as_bytes()).unwrap();
@@ -306,6 +321,11 @@ fn cluster_routes_keys_to_their_owning_core_and_redirects() {
         late.roundtrip(&mut s, b"*1\r\n$5\r\nSTATS\r\n")
     });
     assert!(stats.contains_key("keys"));
+
+    // FLUSH through the balancer reaches every primary.
+    let _: () = redis::cmd("FLUSHALL").query(&mut rc).unwrap();
+    assert_eq!(cc.get(&late_keys[0]).unwrap(), None);
+    assert_eq!(cc.get(&keys[1]).unwrap(), None);
 
     // SIGTERM: the node tells the balancer it leaves (well before a heartbeat timeout would).
     let mut late = late;
