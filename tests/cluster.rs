@@ -444,3 +444,42 @@ fn local_starts_a_whole_cluster_and_stops_it() {
         "children still listen after ringcache local stopped"
     );
 }
+
+#[test]
+fn map_changes_are_pushed_to_nodes_at_once() {
+    let b = Balancer::start();
+    let addr = b.addr();
+    // Heartbeats every 5 s: a node that learns of a new member within 2 s was pushed the map.
+    let slow = |role: &str| {
+        Node::start(
+            1,
+            &[
+                "--balancer",
+                &addr,
+                "--role",
+                role,
+                "--heartbeat-ms",
+                "5000",
+            ],
+        )
+    };
+    let first = slow("primary");
+    let c = wait_for_map(&b, 1, Some(0));
+    let epoch = c.cluster_map().unwrap().epoch as u32;
+    let started = std::time::Instant::now();
+    let _second = slow("primary");
+    let learned = wait_until(Duration::from_secs(2), || {
+        matches!(
+            native_get(first.core_ports[0], b"k", epoch),
+            Response::Error {
+                kind: ErrorKind::Redirect { .. },
+                ..
+            }
+        )
+    });
+    assert!(
+        learned,
+        "the first node did not learn the new map within {:?}",
+        started.elapsed()
+    );
+}

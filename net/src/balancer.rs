@@ -90,6 +90,8 @@ struct Control {
     map: Arc<ClusterMap>,
     started: Instant,
     cores: Vec<mpsc::UnboundedSender<Arc<ClusterMap>>>,
+    /// Connections subscribed to map changes (nodes, clients).
+    subscribers: Vec<mpsc::UnboundedSender<Arc<ClusterMap>>>,
 }
 
 impl Control {
@@ -109,6 +111,8 @@ impl Control {
                     for c in &self.cores {
                         let _ = c.unbounded_send(map.clone());
                     }
+                    self.subscribers
+                        .retain(|s| s.unbounded_send(map.clone()).is_ok());
                     self.map = map;
                 }
                 Action::Dead { member } => warn!(member, "member missed its heartbeats: dead"),
@@ -200,6 +204,7 @@ pub fn run_balancer(args: BalancerArgs, stop: StopFlag) -> anyhow::Result<()> {
         membership,
         started: Instant::now(),
         cores: senders,
+        subscribers: Vec::new(),
     }));
     info!(
         "ringcache balancer listening on {addr} (nodes, RESP and native clients), {n} core(s), heartbeat {} ms, dead after {} missed",
@@ -442,6 +447,15 @@ async fn serve(mut stream: TcpStream, state: Shared) {
                     close = true;
                     break;
                 }
+                Step::Subscribe(request_id) => {
+                    for p in pending {
+                        finish(p, &mut out, &limits).await;
+                    }
+                    if stream.write_all(&out).await.is_ok() {
+                        push_maps(stream, &state, request_id).await;
+                    }
+                    return;
+                }
             }
         }
         for p in pending {
@@ -467,6 +481,35 @@ enum Step {
     More,
     Done(usize, Pending),
     Close(Pending),
+    /// The connection subscribed to map changes (its request id).
+    Subscribe(u64),
+}
+
+/// Writes the current map, then every new one, to a subscribed connection until it breaks.
+async fn push_maps(mut stream: TcpStream, state: &Shared, request_id: u64) {
+    let control = state.borrow().control.clone();
+    let (tx, mut rx) = mpsc::unbounded();
+    {
+        let mut c = lock(&control);
+        let _ = tx.unbounded_send(c.map.clone());
+        c.subscribers.push(tx);
+    }
+    let mut out = BytesMut::new();
+    while let Some(map) = rx.next().await {
+        out.clear();
+        let body = encode_body(&ControlReply::Map(Some((*map).clone())));
+        encode_control(
+            &mut out,
+            control::CLUSTER_REPLY,
+            true,
+            request_id,
+            map.epoch as u32,
+            &body,
+        );
+        if stream.write_all(&out).await.is_err() {
+            return;
+        }
+    }
 }
 
 fn ready(wire: Wire, op: Opcode, rid: u64, epoch: u32, resp: &Response<'_>) -> Pending {
@@ -491,6 +534,9 @@ fn native_step(buf: &[u8], state: &Shared, limits: &Limits) -> Step {
     };
     let h = frame.header;
     let body = frame.body(buf);
+    if h.opcode == control::CLUSTER_SUBSCRIBE {
+        return Step::Subscribe(h.request_id);
+    }
     if control::is_control(h.opcode) {
         let reply = control_request(state, h.opcode, body);
         let epoch = state.borrow().map.epoch as u32;

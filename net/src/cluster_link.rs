@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -137,12 +137,20 @@ fn run_link(
         role: cfg.role,
         group: cfg.group,
     });
+    let known = Arc::new(Mutex::new(Known {
+        member: None,
+        epoch: 0,
+    }));
+    let subscriber = {
+        let (cfg, known, cores, stop) = (cfg.clone(), known.clone(), cores.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("ringcache-maps".into())
+            .spawn(move || subscribe(&cfg, &known, &cores, &stop))
+            .ok()
+    };
     let publish = |map: ClusterMap, member: MemberId| {
-        let group = map.member(member).and_then(|m| m.group);
-        let view = Arc::new(NodeView { map, member, group });
-        for c in &cores {
-            let _ = c.unbounded_send(view.clone());
-        }
+        lock(&known).member = Some(member);
+        offer(&known, &cores, map, true);
     };
     let mut member: Option<MemberId> = None;
     let mut epoch: u64 = 0;
@@ -198,6 +206,7 @@ fn run_link(
                 }
             },
             Some(m) => {
+                epoch = lock(&known).epoch;
                 let hb = encode_body(&Heartbeat {
                     member: m,
                     applied: 0,
@@ -235,6 +244,9 @@ fn run_link(
             }
         }
     }
+    if let Some(t) = subscriber {
+        let _ = t.join();
+    }
     if let Some(m) = member {
         // Best effort: a balancer that does not hear it declares the node dead instead.
         match ctl.call(control::CLUSTER_LEAVE, &encode_body(&m), epoch) {
@@ -243,6 +255,104 @@ fn run_link(
                 member = m,
                 "could not tell the balancer this node leaves: {e}"
             ),
+        }
+    }
+}
+
+/// What the link threads share: this node's member id and the epoch the cores were given.
+struct Known {
+    member: Option<MemberId>,
+    epoch: u64,
+}
+
+fn lock(k: &Mutex<Known>) -> MutexGuard<'_, Known> {
+    k.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Hands `map` to every core when it is newer than theirs (or `always`) and the node has a
+/// member id; answers whether it did.
+fn offer(
+    known: &Mutex<Known>,
+    cores: &[mpsc::UnboundedSender<Arc<NodeView>>],
+    map: ClusterMap,
+    always: bool,
+) -> bool {
+    let mut k = lock(known);
+    let Some(member) = k.member else {
+        return false;
+    };
+    if !always && map.epoch <= k.epoch {
+        return false;
+    }
+    k.epoch = map.epoch;
+    let group = map.member(member).and_then(|m| m.group);
+    let view = Arc::new(NodeView { map, member, group });
+    for c in cores {
+        let _ = c.unbounded_send(view.clone());
+    }
+    true
+}
+
+/// Keeps a subscription open at the balancer: every map change is pushed at once (heartbeat
+/// answers are the fallback). Reconnects after a pause when the balancer goes away.
+fn subscribe(
+    cfg: &LinkConfig,
+    known: &Mutex<Known>,
+    cores: &[mpsc::UnboundedSender<Arc<NodeView>>],
+    stop: &StopFlag,
+) {
+    let limits = Limits {
+        max_frame: 64 << 20,
+        ..Limits::default()
+    };
+    while !stop.is_stopped() {
+        let stream = cfg
+            .balancer
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).ok());
+        if let Some(mut s) = stream {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut out = BytesMut::new();
+            encode_control(&mut out, control::CLUSTER_SUBSCRIBE, false, 1, 0, &[]);
+            if s.write_all(&out).is_ok() {
+                let mut buf: Vec<u8> = Vec::new();
+                let mut chunk = [0u8; 16 * 1024];
+                'read: while !stop.is_stopped() {
+                    loop {
+                        let f = match decode_frame(&buf, &limits) {
+                            Ok(Some(f)) => f,
+                            Ok(None) => break,
+                            Err(_) => break 'read,
+                        };
+                        if let Ok(ControlReply::Map(Some(map))) = decode_body(f.body(&buf)) {
+                            let e = map.epoch;
+                            if offer(known, cores, map, false) {
+                                info!(epoch = e, "new cluster map (pushed)");
+                            }
+                        }
+                        buf.drain(..f.len());
+                    }
+                    match s.read(&mut chunk) {
+                        Ok(0) => break 'read,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(_) => break 'read,
+                    }
+                }
+            }
+        }
+        // Pause before reconnecting, in small steps so a stop is seen quickly.
+        for _ in 0..25 {
+            if stop.is_stopped() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

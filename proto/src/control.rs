@@ -14,6 +14,9 @@ pub const CLUSTER_HEARTBEAT: u8 = 0x41;
 pub const CLUSTER_MAP: u8 = 0x42;
 /// A member leaves on purpose (body: its member id).
 pub const CLUSTER_LEAVE: u8 = 0x43;
+/// Subscribe to map changes (empty body): the connection then receives a reply frame with the
+/// current map, and another after every change; nothing more is read from it.
+pub const CLUSTER_SUBSCRIBE: u8 = 0x44;
 /// A reply to any control request (body: the control reply).
 pub const CLUSTER_REPLY: u8 = 0xc0;
 
