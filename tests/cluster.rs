@@ -146,6 +146,11 @@ fn cluster_routes_keys_to_their_owning_core_and_redirects() {
     let mut rc = rclient
         .get_connection()
         .expect("redis connection to the balancer");
+    let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut rc).unwrap();
+    assert!(
+        info.contains("groups: 3") && info.contains("members: 6"),
+        "{info}"
+    );
     let mut via_balancer = Client::connect(&addr).expect("native client on the balancer");
     let mut keys: Vec<String> = Vec::new();
     for i in 0..150 {
