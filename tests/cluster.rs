@@ -46,7 +46,7 @@ impl Balancer {
             .expect("start balancer");
         let b = Balancer { child, port, log };
         assert!(
-            wait_until(Duration::from_secs(30), || TcpStream::connect((
+            wait_until(Duration::from_secs(60), || TcpStream::connect((
                 "127.0.0.1",
                 b.port
             ))
@@ -81,7 +81,7 @@ fn node(cores: usize, balancer: &str, role: &str) -> Node {
 /// `replicas`) exactly that many replicas, and answers a cluster-mode client holding it.
 fn wait_for_map(b: &Balancer, groups: usize, replicas: Option<usize>) -> Client {
     let mut c = Client::connect_cluster(b.addr()).expect("connect to the balancer");
-    let ok = wait_until(Duration::from_secs(30), || {
+    let ok = wait_until(Duration::from_secs(60), || {
         let Ok(map) = c.refresh_map() else {
             return false;
         };

@@ -137,7 +137,7 @@ pub fn run_node(cfg: NodeConfig, stop: StopFlag) -> anyhow::Result<()> {
     drop(ready_tx);
     let mut ready = 0;
     while ready < n {
-        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+        match ready_rx.recv_timeout(Duration::from_secs(60)) {
             Ok(Ok(_)) => ready += 1,
             Ok(Err(e)) => {
                 stop.stop();
@@ -148,7 +148,7 @@ pub fn run_node(cfg: NodeConfig, stop: StopFlag) -> anyhow::Result<()> {
             }
             Err(_) => {
                 stop.stop();
-                bail!("cores did not start within 30 s");
+                bail!("cores did not start within 60 s (is the machine overloaded?)");
             }
         }
     }

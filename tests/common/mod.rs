@@ -248,7 +248,7 @@ impl Node {
             .chain(node.core_ports.clone())
             .collect();
         let mut exited = None;
-        let up = wait_until(Duration::from_secs(30), || {
+        let up = wait_until(Duration::from_secs(60), || {
             if let Ok(Some(st)) = node.child.try_wait() {
                 exited = Some(st);
                 return true;
@@ -265,7 +265,7 @@ impl Node {
         }
         if !up {
             panic!(
-                "node did not start listening within 30 s; log:\n{}",
+                "node did not start listening within 60 s; log:\n{}",
                 node.log_text()
             );
         }
