@@ -1,9 +1,11 @@
 //! The I/O loops: one OS thread per `--threads`, each driving its share of the connections with
 //! nonblocking sockets and a level-triggered epoll loop.
 //!
-//! A *slot* is one logical client connection. For `resp` and `memcached` it is one socket; for
-//! `ringcache` it is one socket per core of the node, and each request goes on the socket of its
-//! key's core. A slot keeps up to `--pipeline` requests in flight.
+//! A *slot* is one logical client connection: one socket per endpoint of `RunConfig::addrs`
+//! (the server for `resp` and `memcached`, each core of the node for `ringcache`, each core of
+//! each primary for `ringcache --cluster`), and each request goes on the socket of its key's
+//! endpoint (`RunConfig::route`, see `endpoints`). A slot keeps up to `--pipeline` requests in
+//! flight.
 //!
 //! Closed loop: each slot is refilled to its depth as replies come back; a request's latency
 //! runs from its write. Open loop (`--rate`): requests fall due on a fixed schedule and are
@@ -24,9 +26,9 @@ use std::time::Duration;
 use anyhow::{ensure, Context};
 
 use bytes::BytesMut;
-use ringcache_cluster::core_for_key;
 use serde::Serialize;
 
+use crate::endpoints::KeyRoute;
 use crate::latency::{LatencyHist, Schedule};
 use crate::protocol::{encode_get, encode_set, parse_reply, Outcome, Reply, Target};
 use crate::sys::{self, now_ns, Epoll};
@@ -64,8 +66,14 @@ pub enum Refill {
 pub struct RunConfig {
     /// Protocol.
     pub target: Target,
-    /// Socket address per core (`ringcache`), or the single server address.
+    /// Endpoint addresses: one per core (`ringcache`), per core of every primary
+    /// (`ringcache --cluster`), or the single server address. Each connection opens one
+    /// socket per endpoint.
     pub addrs: Vec<SocketAddr>,
+    /// Which endpoint (index into `addrs`) each key goes to.
+    pub route: KeyRoute,
+    /// Cluster map epoch carried in native request headers (0: not in a cluster).
+    pub epoch: u32,
     /// Logical connections in all.
     pub connections: usize,
     /// Requests in flight per connection.
@@ -112,6 +120,9 @@ pub struct ErrorCounts {
     pub protocol_errors: u64,
     /// Error replies from the server.
     pub server_errors: u64,
+    /// REDIRECT replies from ringcache nodes (key not owned there, or a stale map epoch); not
+    /// part of `server_errors`.
+    pub redirects: u64,
     /// Error replies by kind (`ERR`, `SERVER_ERROR`, `Busy`, ...).
     pub server_error_kinds: BTreeMap<String, u64>,
     /// The first connection or protocol error's message, for diagnosis.
@@ -127,6 +138,7 @@ impl ErrorCounts {
             + self.connect_failures
             + self.protocol_errors
             + self.server_errors
+            + self.redirects
     }
 
     /// Adds `other` into `self`.
@@ -137,6 +149,7 @@ impl ErrorCounts {
         self.lost_requests += other.lost_requests;
         self.protocol_errors += other.protocol_errors;
         self.server_errors += other.server_errors;
+        self.redirects += other.redirects;
         for (k, v) in &other.server_error_kinds {
             *self.server_error_kinds.entry(k.clone()).or_default() += v;
         }
@@ -749,12 +762,8 @@ impl<'a> Worker<'a> {
         };
         self.cfg.keyspace.write_key(op.key, &mut self.key);
         let slot = &mut self.slots[s];
-        let core = if slot.conns.len() > 1 {
-            core_for_key(&self.key, slot.conns.len() as u32) as usize
-        } else {
-            0
-        };
-        let ci = slot.conns[core];
+        let ep = self.cfg.route.endpoint(&self.key, slot.conns.len());
+        let ci = slot.conns[ep.min(slot.conns.len() - 1)];
         slot.inflight += 1;
         self.inflight += 1;
         let c = &mut self.conns[ci];
@@ -762,10 +771,17 @@ impl<'a> Worker<'a> {
         self.next_id += 1;
         let get = op.kind == OpKind::Get;
         if get {
-            encode_get(self.cfg.target, &mut c.wbuf, id, &self.key);
+            encode_get(self.cfg.target, &mut c.wbuf, id, self.cfg.epoch, &self.key);
         } else {
             let v = &self.values[..op.value_len];
-            encode_set(self.cfg.target, &mut c.wbuf, id, &self.key, v);
+            encode_set(
+                self.cfg.target,
+                &mut c.wbuf,
+                id,
+                self.cfg.epoch,
+                &self.key,
+                v,
+            );
         }
         c.inflight.push_back(Flight {
             id,
@@ -889,13 +905,17 @@ impl<'a> Worker<'a> {
         self.last_reply = now;
         if self.prefill.is_some() {
             self.stats.prefill_ops += 1;
-            if let Outcome::ServerError(k) = &reply.outcome {
-                self.stats.prefill_errors.server_error(k);
+            match &reply.outcome {
+                Outcome::ServerError(k) => self.stats.prefill_errors.server_error(k),
+                Outcome::Redirect => self.stats.prefill_errors.redirects += 1,
+                _ => {}
             }
             return true;
         }
-        if let Outcome::ServerError(k) = &reply.outcome {
-            self.stats.errors.server_error(k);
+        match &reply.outcome {
+            Outcome::ServerError(k) => self.stats.errors.server_error(k),
+            Outcome::Redirect => self.stats.errors.redirects += 1,
+            _ => {}
         }
         if self.phase != Phase::Measure || now < self.measure_start {
             return true;
@@ -1086,11 +1106,13 @@ mod tests {
         b.server_error("ERR");
         b.server_error("BUSY");
         b.first_error = Some("x".into());
+        b.redirects = 4;
         a.merge(&b);
         assert_eq!(a.server_errors, 3);
+        assert_eq!(a.redirects, 4);
         assert_eq!(a.server_error_kinds["ERR"], 2);
         assert_eq!(a.server_error_kinds["BUSY"], 1);
-        assert_eq!(a.total(), 5);
+        assert_eq!(a.total(), 9);
         assert_eq!(a.first_error.as_deref(), Some("x"));
     }
 }

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod driver;
+pub mod endpoints;
 pub mod latency;
 pub mod plot;
 pub mod protocol;

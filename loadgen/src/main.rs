@@ -15,6 +15,7 @@ use anyhow::{bail, ensure, Context};
 use clap::Parser;
 
 use ringcache_loadgen::driver::{self, Phase, Refill, RunConfig};
+use ringcache_loadgen::endpoints::{self, Endpoints};
 use ringcache_loadgen::protocol::Target;
 use ringcache_loadgen::workload::{self, KeyDist, KeySpace, ValueSize, WorkloadSpec};
 use ringcache_loadgen::{latency, plot, report};
@@ -25,6 +26,8 @@ use ringcache_loadgen::{latency, plot, report};
 /// Example (workload W2 against a local node):
 ///   ringcache-loadgen --target ringcache --port 7379 --keys 1000000 --value-size 32
 ///     --get-ratio 0.9 --connections 50 --pipeline 16 --prefill --duration 10
+/// Straight to the cluster's nodes, with the map from a balancer on port 7600:
+///   ringcache-loadgen --target ringcache --cluster --port 7600 ...same flags...
 #[derive(Parser, Debug)]
 #[command(name = "ringcache-loadgen", version, about, verbatim_doc_comment)]
 struct Args {
@@ -33,6 +36,12 @@ struct Args {
     /// (text protocol get/set).
     #[arg(long, value_enum, default_value_t = Target::Ringcache)]
     target: Target,
+
+    /// With `--target ringcache`: --host/--port name a ringcache balancer; fetch its cluster map
+    /// and send each request straight to the (node, core) port that owns its key, carrying the
+    /// map's epoch (REDIRECT replies are counted as errors of their own kind).
+    #[arg(long)]
+    cluster: bool,
 
     /// Server host name or IP address.
     #[arg(long, default_value = "127.0.0.1")]
@@ -192,9 +201,14 @@ fn build_config(a: &Args) -> anyhow::Result<RunConfig> {
         .with_context(|| format!("resolving {}:{port}", a.host))?
         .next()
         .with_context(|| format!("{} resolves to no address", a.host))?;
-    let addrs = match a.target {
-        Target::Ringcache => driver::fetch_core_addrs(addr)?,
-        _ => vec![addr],
+    ensure!(
+        !a.cluster || a.target == Target::Ringcache,
+        "--cluster needs --target ringcache"
+    );
+    let ends = match a.target {
+        Target::Ringcache if a.cluster => endpoints::fetch_cluster(addr)?,
+        Target::Ringcache => Endpoints::cores(driver::fetch_core_addrs(addr)?),
+        _ => Endpoints::single(addr),
     };
     let duration = match (a.duration, a.requests) {
         (Some(d), _) => Some(secs_to_ns("duration", d)?),
@@ -206,7 +220,9 @@ fn build_config(a: &Args) -> anyhow::Result<RunConfig> {
     }
     Ok(RunConfig {
         target: a.target,
-        addrs,
+        addrs: ends.addrs,
+        route: ends.route,
+        epoch: ends.epoch,
         connections: a.connections,
         pipeline: a.pipeline,
         refill: a.refill,
@@ -397,5 +413,6 @@ mod tests {
         assert!(bad(&["--rate", "0"]));
         assert!(bad(&["--keys", "100000", "--key-size", "3"]));
         assert!(bad(&["--duration=-1"]));
+        assert!(bad(&["--cluster"]));
     }
 }

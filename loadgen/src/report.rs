@@ -12,8 +12,11 @@ use crate::protocol::Target;
 /// The run's parameters, echoed in the report so a JSON result stands on its own.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfigEcho {
-    /// Server addresses (one per core for `ringcache`).
+    /// Server addresses (one per core for `ringcache`, per core of every primary with
+    /// `--cluster`).
     pub addrs: Vec<String>,
+    /// Cluster map epoch sent in native request headers (0: not in a cluster).
+    pub epoch: u32,
     /// Logical connections.
     pub connections: usize,
     /// Requests in flight per connection.
@@ -55,6 +58,7 @@ impl ConfigEcho {
     pub fn of(cfg: &RunConfig) -> Self {
         ConfigEcho {
             addrs: cfg.addrs.iter().map(|a| a.to_string()).collect(),
+            epoch: cfg.epoch,
             connections: cfg.connections,
             pipeline: cfg.pipeline,
             refill: cfg.refill,
@@ -224,10 +228,15 @@ impl Report {
         let c = &self.config;
         let _ = writeln!(
             s,
-            "ringcache-loadgen {}: target {} at {}",
+            "ringcache-loadgen {}: target {} at {}{}",
             self.loadgen_version,
             self.target,
-            c.addrs.join(", ")
+            c.addrs.join(", "),
+            if c.epoch > 0 {
+                format!(" (cluster map epoch {})", c.epoch)
+            } else {
+                String::new()
+            }
         );
         let _ = writeln!(
             s,
@@ -333,12 +342,13 @@ impl Report {
             &mut s,
             "errors",
             format!(
-                "timeouts {}, connection {}, connect failed {}, protocol {}, server {} (requests lost {})",
+                "timeouts {}, connection {}, connect failed {}, protocol {}, server {}, redirect {} (requests lost {})",
                 e.timeouts,
                 e.connection_errors,
                 e.connect_failures,
                 e.protocol_errors,
                 e.server_errors,
+                e.redirects,
                 e.lost_requests
             ),
         );
@@ -374,6 +384,8 @@ mod tests {
         RunConfig {
             target: Target::Resp,
             addrs: vec!["127.0.0.1:6379".parse().unwrap()],
+            route: Default::default(),
+            epoch: 0,
             connections: 50,
             pipeline: 16,
             refill: Refill::Batch,

@@ -204,6 +204,8 @@ fn config(target: Target, addrs: Vec<SocketAddr>, keys: u64) -> RunConfig {
     RunConfig {
         target,
         addrs,
+        route: Default::default(),
+        epoch: 0,
         connections: 4,
         pipeline: 8,
         refill: Refill::Window,

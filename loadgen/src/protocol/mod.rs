@@ -45,6 +45,9 @@ pub enum Outcome {
     Stored,
     /// The server answered with an error; the string names its kind (`ERR`, `SERVER_ERROR`...).
     ServerError(String),
+    /// A ringcache node answered REDIRECT: the key is not its own, or the request carried a
+    /// stale cluster map epoch.
+    Redirect,
     /// Any other well-formed reply.
     Other,
 }
@@ -75,11 +78,11 @@ impl std::error::Error for ParseError {}
 /// Longest line (RESP status or length line, memcached line) the parsers accept.
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// Appends a GET of `key` (request id `id`, used by the native protocol only).
+/// Appends a GET of `key` (request id `id` and map epoch `epoch`: native protocol only).
 #[inline]
-pub fn encode_get(target: Target, out: &mut BytesMut, id: u64, key: &[u8]) {
+pub fn encode_get(target: Target, out: &mut BytesMut, id: u64, epoch: u32, key: &[u8]) {
     match target {
-        Target::Ringcache => native::encode_get(out, id, key),
+        Target::Ringcache => native::encode_get(out, id, epoch, key),
         Target::Resp => resp::encode_get(out, key),
         Target::Memcached => memcache::encode_get(out, key),
     }
@@ -87,9 +90,16 @@ pub fn encode_get(target: Target, out: &mut BytesMut, id: u64, key: &[u8]) {
 
 /// Appends a SET of `key` to `value` without expiry.
 #[inline]
-pub fn encode_set(target: Target, out: &mut BytesMut, id: u64, key: &[u8], value: &[u8]) {
+pub fn encode_set(
+    target: Target,
+    out: &mut BytesMut,
+    id: u64,
+    epoch: u32,
+    key: &[u8],
+    value: &[u8],
+) {
     match target {
-        Target::Ringcache => native::encode_set(out, id, key, value),
+        Target::Ringcache => native::encode_set(out, id, epoch, key, value),
         Target::Resp => resp::encode_set(out, key, value),
         Target::Memcached => memcache::encode_set(out, key, value),
     }

@@ -14,18 +14,18 @@ fn limits() -> Limits {
     Limits::default()
 }
 
-/// Appends a GET frame.
-pub fn encode_get(out: &mut BytesMut, id: u64, key: &[u8]) {
+/// Appends a GET frame carrying cluster map epoch `epoch` (0 outside a cluster).
+pub fn encode_get(out: &mut BytesMut, id: u64, epoch: u32, key: &[u8]) {
     // Only a body over 4 GiB fails to encode; keys are bounded far below that.
-    let _ = encode_request(out, id, 0, &Command::Get { key });
+    let _ = encode_request(out, id, epoch, &Command::Get { key });
 }
 
-/// Appends a SET frame (no expiry, unconditional).
-pub fn encode_set(out: &mut BytesMut, id: u64, key: &[u8], value: &[u8]) {
+/// Appends a SET frame (no expiry, unconditional) carrying cluster map epoch `epoch`.
+pub fn encode_set(out: &mut BytesMut, id: u64, epoch: u32, key: &[u8], value: &[u8]) {
     let _ = encode_request(
         out,
         id,
-        0,
+        epoch,
         &Command::Set {
             key,
             value,
@@ -70,6 +70,10 @@ pub fn parse(buf: &[u8]) -> Result<Option<Reply>, ParseError> {
         Some(ReplyCode::Nil) => Outcome::Miss,
         Some(ReplyCode::Ok) => Outcome::Stored,
         Some(ReplyCode::Error) => match decode_response(&h, frame.body(buf), &l) {
+            Ok(Response::Error {
+                kind: ringcache_proto::ErrorKind::Redirect { .. },
+                ..
+            }) => Outcome::Redirect,
             Ok(Response::Error { kind, .. }) => Outcome::ServerError(kind_name(&kind)),
             _ => return Err(ParseError("undecodable error frame".into())),
         },
@@ -124,17 +128,19 @@ mod tests {
     #[test]
     fn encodes_decodable_requests() {
         let mut b = BytesMut::new();
-        encode_get(&mut b, 7, b"key:1");
+        encode_get(&mut b, 7, 5, b"key:1");
         let l = Limits::default();
         let f = decode_frame(&b, &l).unwrap().unwrap();
         assert_eq!(f.header.request_id, 7);
+        assert_eq!(f.header.epoch, 5);
         assert_eq!(
             decode_request(&f.header, f.body(&b), &l).unwrap(),
             Command::Get { key: b"key:1" }
         );
         let mut b = BytesMut::new();
-        encode_set(&mut b, 8, b"k", b"v");
+        encode_set(&mut b, 8, 9, b"k", b"v");
         let f = decode_frame(&b, &l).unwrap().unwrap();
+        assert_eq!(f.header.epoch, 9);
         assert!(matches!(
             decode_request(&f.header, f.body(&b), &l).unwrap(),
             Command::Set {
@@ -165,7 +171,7 @@ mod tests {
                 6,
                 &Response::error(ErrorKind::Redirect { epoch: 4 }, "moved"),
             ),
-            Outcome::ServerError("Redirect".into()),
+            Outcome::Redirect,
         );
     }
 
@@ -214,7 +220,7 @@ mod tests {
         assert!(parse(b"XXXXXXXXXXXXXXXXXXXXXXXXXXXX").is_err());
         // A request frame is not a reply.
         let mut req = BytesMut::new();
-        encode_get(&mut req, 1, b"k");
+        encode_get(&mut req, 1, 0, b"k");
         assert!(parse(&req).is_err());
         let mut topo = BytesMut::new();
         encode_topology(&mut topo, 1);
