@@ -7,10 +7,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use std::collections::VecDeque;
-
 use bytes::BytesMut;
-use futures_channel::oneshot;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use ringcache_proto::resp::RespParser;
@@ -30,6 +27,7 @@ use crate::handover::{
 };
 use crate::mesh::Mesh;
 use crate::node_config::NodeConfig;
+use crate::ordered_replies::{failed, Ordered, Slot};
 use crate::read_buf::ReadBuf;
 use crate::routing::{multi_keys, plan, split_by_core, Plan};
 
@@ -65,62 +63,6 @@ struct Parsed<'a> {
     len: usize,
     request_id: u64,
     epoch: Epoch,
-}
-
-/// A reply whose place in the output is fixed but whose bytes may not be ready yet.
-enum Slot {
-    /// This many bytes at the front of `Ordered::side`.
-    Local(usize),
-    /// The answer of a request handed to another core.
-    Remote {
-        rx: oneshot::Receiver<RemoteReply>,
-        wire: Wire,
-        op: Opcode,
-        request_id: u64,
-        epoch: Epoch,
-    },
-}
-
-/// Keeps replies in request order while handovers are in flight: once one is pending, later
-/// local replies wait in `side` until it is answered.
-#[derive(Default)]
-struct Ordered {
-    side: BytesMut,
-    slots: VecDeque<Slot>,
-}
-
-impl Ordered {
-    fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
-    /// Appends every pending reply to `out`, in order, waiting for handovers as needed.
-    async fn drain(&mut self, out: &mut BytesMut) {
-        while let Some(slot) = self.slots.pop_front() {
-            match slot {
-                Slot::Local(len) => out.extend_from_slice(&self.side.split_to(len)),
-                Slot::Remote {
-                    rx,
-                    wire,
-                    op,
-                    request_id,
-                    epoch,
-                } => match rx.await {
-                    Ok(RemoteReply::Encoded(bytes)) => out.extend_from_slice(&bytes),
-                    Ok(other) => encode_reply(out, wire, op, request_id, epoch, &failed(other)),
-                    Err(_) => encode_reply(
-                        out,
-                        wire,
-                        op,
-                        request_id,
-                        epoch,
-                        &Response::error(ErrorKind::Internal, "another core dropped the request"),
-                    ),
-                },
-            }
-        }
-        self.side.clear();
-    }
 }
 
 struct Conn {
@@ -726,16 +668,6 @@ impl Conn {
             .password
             .as_ref()
             .is_some_and(|p| constant_time_eq(p.as_bytes(), given))
-    }
-}
-
-fn failed(r: RemoteReply) -> Response<'static> {
-    match r {
-        RemoteReply::Failed(msg) => Response::error(ErrorKind::Internal, msg),
-        other => Response::error(
-            ErrorKind::Internal,
-            format!("unexpected answer from another core: {other:?}"),
-        ),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod handover;
 pub mod mesh;
 pub mod node;
 pub mod node_config;
+mod ordered_replies;
 pub mod read_buf;
 pub mod routing;
 

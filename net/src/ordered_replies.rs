@@ -1,0 +1,77 @@
+//! Keeps a connection's replies in request order while some requests are being answered by
+//! other cores: once a handover is pending, later local replies wait behind it in a side buffer.
+
+use std::collections::VecDeque;
+
+use bytes::BytesMut;
+use futures_channel::oneshot;
+use ringcache_proto::{Epoch, ErrorKind, Opcode, Response};
+
+use crate::handover::{encode_reply, RemoteReply, Wire};
+
+/// A reply whose place in the output is fixed but whose bytes may not be ready yet.
+pub(crate) enum Slot {
+    /// This many bytes at the front of `Ordered::side`.
+    Local(usize),
+    /// The answer of a request handed to another core.
+    Remote {
+        rx: oneshot::Receiver<RemoteReply>,
+        wire: Wire,
+        op: Opcode,
+        request_id: u64,
+        epoch: Epoch,
+    },
+}
+
+/// Keeps replies in request order while handovers are in flight: once one is pending, later
+/// local replies wait in `side` until it is answered.
+#[derive(Default)]
+pub(crate) struct Ordered {
+    pub(crate) side: BytesMut,
+    pub(crate) slots: VecDeque<Slot>,
+}
+
+impl Ordered {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Appends every pending reply to `out`, in order, waiting for handovers as needed.
+    pub(crate) async fn drain(&mut self, out: &mut BytesMut) {
+        while let Some(slot) = self.slots.pop_front() {
+            match slot {
+                Slot::Local(len) => out.extend_from_slice(&self.side.split_to(len)),
+                Slot::Remote {
+                    rx,
+                    wire,
+                    op,
+                    request_id,
+                    epoch,
+                } => match rx.await {
+                    Ok(RemoteReply::Encoded(bytes)) => out.extend_from_slice(&bytes),
+                    Ok(other) => encode_reply(out, wire, op, request_id, epoch, &failed(other)),
+                    Err(_) => encode_reply(
+                        out,
+                        wire,
+                        op,
+                        request_id,
+                        epoch,
+                        &Response::error(ErrorKind::Internal, "another core dropped the request"),
+                    ),
+                },
+            }
+        }
+        self.side.clear();
+    }
+}
+
+/// The error reply for a handover that failed or answered something unexpected.
+pub(crate) fn failed(r: RemoteReply) -> Response<'static> {
+    match r {
+        RemoteReply::Failed(msg) => Response::error(ErrorKind::Internal, msg),
+        other => Response::error(
+            ErrorKind::Internal,
+            format!("unexpected answer from another core: {other:?}"),
+        ),
+    }
+}
