@@ -23,7 +23,7 @@ use ringcache_cluster::core_for_key;
 use crate::core_state::{now_ms, SharedCore};
 use crate::execute::execute;
 use crate::handover::{
-    broadcast_op, encode_reply, run_remote, CountKind, OwnedValue, RemoteOp, RemoteReply, Wire,
+    broadcast_op, run_remote, CountKind, OwnedValue, RemoteOp, RemoteReply, ReplyTo, Wire,
 };
 use crate::mesh::Mesh;
 use crate::node_config::NodeConfig;
@@ -263,7 +263,13 @@ impl Conn {
                 Ok(None) => return After::Continue,
                 Err(resp) => {
                     self.ordered.drain(out).await;
-                    encode_reply(out, wire, Opcode::Ping, 0, 0, &resp);
+                    let to = ReplyTo {
+                        wire,
+                        op: Opcode::Ping,
+                        request_id: 0,
+                        epoch: 0,
+                    };
+                    to.encode(out, &resp);
                     return After::Close;
                 }
             };
@@ -295,15 +301,21 @@ impl Conn {
         ctx: &ConnContext,
         now: u64,
     ) -> After {
-        let (rid, epoch) = (p.request_id, p.epoch);
+        let epoch = p.epoch;
+        let mut to = ReplyTo {
+            wire,
+            op: Opcode::Ping,
+            request_id: p.request_id,
+            epoch,
+        };
         let cmd = match p.cmd {
             Ok(cmd) => cmd,
             Err(resp) => {
-                self.reply_in_order(out, wire, Opcode::Ping, rid, epoch, &resp);
+                self.reply_in_order(out, to, &resp);
                 return After::Continue;
             }
         };
-        let op = cmd.opcode();
+        to.op = cmd.opcode();
         if !self.authed
             && !matches!(
                 cmd,
@@ -311,14 +323,14 @@ impl Conn {
             )
         {
             let resp = Response::error(ErrorKind::NoAuth, "Authentication required.");
-            self.reply_in_order(out, wire, op, rid, epoch, &resp);
+            self.reply_in_order(out, to, &resp);
             return After::Continue;
         }
         let plan = {
             let c = ctx.core.borrow();
             if let Some(resp) = c.cluster_redirect(&cmd, epoch) {
                 drop(c);
-                self.reply_in_order(out, wire, op, rid, epoch, &resp);
+                self.reply_in_order(out, to, &resp);
                 return After::Continue;
             }
             plan(&cmd, c.id, c.cores)
@@ -331,59 +343,39 @@ impl Conn {
             Plan::Local => {
                 let mut core = ctx.core.borrow_mut();
                 let resp = execute(&mut core, &cmd, now);
-                self.reply_in_order(out, wire, op, rid, epoch, &resp);
+                self.reply_in_order(out, to, &resp);
             }
-            Plan::Owner(to) => {
+            Plan::Owner(owner) => {
                 let raw = buf[..p.len].to_vec();
                 let sent = match &ctx.mesh {
                     Some(mesh) => mesh
-                        .send(to, RemoteOp::Request { wire, raw })
+                        .send(owner, RemoteOp::Request { wire, raw })
                         .await
                         .map_err(|e| e.to_string()),
-                    None => Err(format!("no mesh to reach core {to}")),
+                    None => Err(format!("no mesh to reach core {owner}")),
                 };
                 match sent {
-                    Ok(rx) => self.ordered.slots.push_back(Slot::Remote {
-                        rx,
-                        wire,
-                        op,
-                        request_id: rid,
-                        epoch,
-                    }),
+                    Ok(rx) => self.ordered.slots.push_back(Slot::Remote { rx, to }),
                     Err(msg) => {
                         let resp = Response::error(ErrorKind::Internal, msg);
-                        self.reply_in_order(out, wire, op, rid, epoch, &resp);
+                        self.reply_in_order(out, to, &resp);
                     }
                 }
             }
-            Plan::Split => {
-                self.run_split(&cmd, ctx, out, wire, op, rid, epoch, now)
-                    .await
-            }
-            Plan::Broadcast => {
-                self.run_broadcast(&cmd, ctx, out, wire, op, rid, epoch, now)
-                    .await
-            }
-            Plan::Session => return self.run_session(&cmd, ctx, out, wire, op, rid, epoch),
+            Plan::Split => self.run_split(&cmd, ctx, out, to, now).await,
+            Plan::Broadcast => self.run_broadcast(&cmd, ctx, out, to, now).await,
+            Plan::Session => return self.run_session(&cmd, ctx, out, to),
         }
         After::Continue
     }
 
     /// Appends a reply now, or behind the pending handovers if there are any.
-    fn reply_in_order(
-        &mut self,
-        out: &mut BytesMut,
-        wire: Wire,
-        op: Opcode,
-        rid: u64,
-        epoch: Epoch,
-        resp: &Response<'_>,
-    ) {
+    fn reply_in_order(&mut self, out: &mut BytesMut, to: ReplyTo, resp: &Response<'_>) {
         if self.ordered.is_empty() {
-            encode_reply(out, wire, op, rid, epoch, resp);
+            to.encode(out, resp);
         } else {
             let before = self.ordered.side.len();
-            encode_reply(&mut self.ordered.side, wire, op, rid, epoch, resp);
+            to.encode(&mut self.ordered.side, resp);
             let len = self.ordered.side.len() - before;
             self.ordered.slots.push_back(Slot::Local(len));
         }
@@ -404,20 +396,15 @@ impl Conn {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn run_split(
         &self,
         cmd: &Command<'_>,
         ctx: &ConnContext,
         out: &mut BytesMut,
-        wire: Wire,
-        op: Opcode,
-        rid: u64,
-        epoch: Epoch,
+        to: ReplyTo,
         now: u64,
     ) {
-        let reply =
-            |out: &mut BytesMut, resp: &Response<'_>| encode_reply(out, wire, op, rid, epoch, resp);
+        let reply = |out: &mut BytesMut, resp: &Response<'_>| to.encode(out, resp);
         let keys = multi_keys(cmd).unwrap_or_default();
         let cores = ctx.core.borrow().cores;
         let groups = split_by_core(&keys, cores);
@@ -485,20 +472,15 @@ impl Conn {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn run_broadcast(
         &self,
         cmd: &Command<'_>,
         ctx: &ConnContext,
         out: &mut BytesMut,
-        wire: Wire,
-        op: Opcode,
-        rid: u64,
-        epoch: Epoch,
+        to: ReplyTo,
         now: u64,
     ) {
-        let reply =
-            |out: &mut BytesMut, resp: &Response<'_>| encode_reply(out, wire, op, rid, epoch, resp);
+        let reply = |out: &mut BytesMut, resp: &Response<'_>| to.encode(out, resp);
         let cores = ctx.core.borrow().cores;
         let mut fields: Vec<(String, u64)> = Vec::new();
         let mut total = ringcache_engine::Stats::default();
@@ -537,19 +519,16 @@ impl Conn {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn run_session(
         &mut self,
         cmd: &Command<'_>,
         ctx: &ConnContext,
         out: &mut BytesMut,
-        wire: Wire,
-        op: Opcode,
-        rid: u64,
-        epoch: Epoch,
+        to: ReplyTo,
     ) -> After {
+        let wire = to.wire;
         let reply = |out: &mut BytesMut, w: Wire, resp: &Response<'_>| {
-            encode_reply(out, w, op, rid, epoch, resp)
+            ReplyTo { wire: w, ..to }.encode(out, resp)
         };
         match cmd {
             Command::Ping { msg: None } => reply(out, wire, &Response::Pong),

@@ -71,6 +71,26 @@ pub enum RemoteReply {
     Failed(String),
 }
 
+/// Where a reply goes: the connection's protocol and the request it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// The connection's protocol.
+    pub wire: Wire,
+    /// The request's command (RESP renders some replies per command, e.g. GETV).
+    pub op: ringcache_proto::Opcode,
+    /// The native request id echoed in the reply frame.
+    pub request_id: u64,
+    /// The map epoch echoed in the reply frame.
+    pub epoch: ringcache_proto::Epoch,
+}
+
+impl ReplyTo {
+    /// Appends `resp` to `out` as the reply to this request.
+    pub fn encode(self, out: &mut BytesMut, resp: &Response<'_>) {
+        encode_reply(out, self.wire, self.op, self.request_id, self.epoch, resp);
+    }
+}
+
 /// Encodes `resp` as the reply to the request described, in the connection's protocol.
 pub fn encode_reply(
     out: &mut BytesMut,

@@ -5,9 +5,9 @@ use std::collections::VecDeque;
 
 use bytes::BytesMut;
 use futures_channel::oneshot;
-use ringcache_proto::{Epoch, ErrorKind, Opcode, Response};
+use ringcache_proto::{ErrorKind, Response};
 
-use crate::handover::{encode_reply, RemoteReply, Wire};
+use crate::handover::{RemoteReply, ReplyTo};
 
 /// A reply whose place in the output is fixed but whose bytes may not be ready yet.
 pub(crate) enum Slot {
@@ -16,10 +16,7 @@ pub(crate) enum Slot {
     /// The answer of a request handed to another core.
     Remote {
         rx: oneshot::Receiver<RemoteReply>,
-        wire: Wire,
-        op: Opcode,
-        request_id: u64,
-        epoch: Epoch,
+        to: ReplyTo,
     },
 }
 
@@ -41,21 +38,11 @@ impl Ordered {
         while let Some(slot) = self.slots.pop_front() {
             match slot {
                 Slot::Local(len) => out.extend_from_slice(&self.side.split_to(len)),
-                Slot::Remote {
-                    rx,
-                    wire,
-                    op,
-                    request_id,
-                    epoch,
-                } => match rx.await {
+                Slot::Remote { rx, to } => match rx.await {
                     Ok(RemoteReply::Encoded(bytes)) => out.extend_from_slice(&bytes),
-                    Ok(other) => encode_reply(out, wire, op, request_id, epoch, &failed(other)),
-                    Err(_) => encode_reply(
+                    Ok(other) => to.encode(out, &failed(other)),
+                    Err(_) => to.encode(
                         out,
-                        wire,
-                        op,
-                        request_id,
-                        epoch,
                         &Response::error(ErrorKind::Internal, "another core dropped the request"),
                     ),
                 },
