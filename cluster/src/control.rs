@@ -13,6 +13,8 @@ pub struct Heartbeat {
     pub member: MemberId,
     /// Its replication position.
     pub applied: u64,
+    /// Whether it is caught up with its primary (primaries always are).
+    pub ready: bool,
     /// The map epoch it holds (the balancer answers a newer map).
     pub epoch: u64,
 }

@@ -8,6 +8,7 @@ mod hlc;
 mod map;
 mod membership;
 mod placement;
+pub mod replication;
 mod ring;
 
 pub use control::{decode_body, encode_body, ControlReply, Heartbeat};

@@ -48,8 +48,13 @@ pub struct JoinRequest {
 pub enum Event {
     /// A node asks to join.
     Join(JoinRequest),
-    /// A member is alive; `applied` is its replication position (writes applied).
-    Heartbeat { member: MemberId, applied: u64 },
+    /// A member is alive; `applied` is its replication position (writes applied) and `ready`
+    /// says whether it is caught up (only caught-up replicas are promoted while one exists).
+    Heartbeat {
+        member: MemberId,
+        applied: u64,
+        ready: bool,
+    },
     /// Time passes; dead members are found here.
     Tick,
     /// A member leaves on purpose.
@@ -83,7 +88,9 @@ pub struct Membership {
     config: MembershipConfig,
     map: ClusterMap,
     last_seen: HashMap<MemberId, u64>,
-    applied: HashMap<MemberId, u64>,
+    applied: HashMap<MemberId, (bool, u64)>,
+    /// The group each address last belonged to, so a node that comes back rejoins it.
+    former: HashMap<(String, u16), GroupId>,
     next_member: MemberId,
     next_group: GroupId,
 }
@@ -96,6 +103,7 @@ impl Membership {
             config,
             last_seen: HashMap::new(),
             applied: HashMap::new(),
+            former: HashMap::new(),
             next_member: 1,
             next_group: 1,
         }
@@ -110,12 +118,16 @@ impl Membership {
     pub fn handle(&mut self, event: Event, now: u64) -> Vec<Action> {
         match event {
             Event::Join(req) => self.join(req, now),
-            Event::Heartbeat { member, applied } => {
+            Event::Heartbeat {
+                member,
+                applied,
+                ready,
+            } => {
                 if self.map.member(member).is_none() {
                     return vec![Action::Rejoin { member }];
                 }
                 self.last_seen.insert(member, now);
-                self.applied.insert(member, applied);
+                self.applied.insert(member, (ready, applied));
                 Vec::new()
             }
             Event::Tick => self.tick(now),
@@ -149,6 +161,18 @@ impl Membership {
         }
         let id = self.next_member;
         let mut actions = Vec::new();
+        // A node that comes back (restarted or reconnected) rejoins its former group as a
+        // replica: the group's data lives on there, not in a new group.
+        let former = self
+            .former
+            .get(&(req.host.clone(), req.main_port))
+            .copied()
+            .filter(|g| self.map.group(*g).is_some());
+        let mut req = req;
+        if let Some(g) = former {
+            req.role = Role::Replica;
+            req.group = Some(g);
+        }
         let (group, state) = match req.role {
             Role::Primary => {
                 let g = self.next_group;
@@ -170,7 +194,13 @@ impl Membership {
         self.next_member += 1;
         if let (Some(g), Role::Replica) = (group, req.role) {
             if let Some(sg) = self.map.groups.iter_mut().find(|sg| sg.id == g) {
-                sg.replicas.push(id);
+                if sg.primary.is_none() && sg.replicas.is_empty() {
+                    // A headless group: whoever comes first leads it.
+                    sg.primary = Some(id);
+                    req.role = Role::Primary;
+                } else {
+                    sg.replicas.push(id);
+                }
             }
         }
         self.map.members.push(Member {
@@ -289,6 +319,9 @@ impl Membership {
     fn remove(&mut self, id: MemberId) -> Vec<Action> {
         let mut actions = Vec::new();
         let group = self.map.member(id).and_then(|m| m.group);
+        if let (Some(m), Some(g)) = (self.map.member(id), group) {
+            self.former.insert((m.host.clone(), m.main_port), g);
+        }
         self.map.members.retain(|m| m.id != id);
         self.last_seen.remove(&id);
         let applied = &self.applied;
@@ -297,9 +330,11 @@ impl Membership {
                 sg.replicas.retain(|&r| r != id);
                 if sg.primary == Some(id) {
                     sg.primary = None;
-                    // Most writes applied wins; ties go to the lowest id, so the choice is stable.
+                    // A caught-up replica first, then most writes applied; ties go to the lowest
+                    // id, so the choice is stable.
                     let best = sg.replicas.iter().copied().max_by_key(|r| {
-                        (applied.get(r).copied().unwrap_or(0), std::cmp::Reverse(*r))
+                        let (ready, n) = applied.get(r).copied().unwrap_or((false, 0));
+                        (ready, n, std::cmp::Reverse(*r))
                     });
                     if let Some(r) = best {
                         sg.replicas.retain(|&x| x != r);

@@ -111,6 +111,7 @@ fn a_silent_primary_is_replaced_by_its_most_up_to_date_replica() {
             Event::Heartbeat {
                 member: r1,
                 applied: 10,
+                ready: true,
             },
             t,
         );
@@ -118,6 +119,7 @@ fn a_silent_primary_is_replaced_by_its_most_up_to_date_replica() {
             Event::Heartbeat {
                 member: r2,
                 applied: 12,
+                ready: true,
             },
             t,
         );
@@ -139,7 +141,8 @@ fn a_silent_primary_is_replaced_by_its_most_up_to_date_replica() {
         m.handle(
             Event::Heartbeat {
                 member: p,
-                applied: 0
+                applied: 0,
+                ready: true,
             },
             302
         ),
@@ -206,7 +209,7 @@ proptest! {
                     let role = if primary { Role::Primary } else { Role::Replica };
                     m.handle(join(1000 + p * 10, role, g), now);
                 }
-                Step::Beat(id, applied) => { m.handle(Event::Heartbeat { member: id, applied }, now); }
+                Step::Beat(id, applied) => { m.handle(Event::Heartbeat { member: id, applied, ready: true }, now); }
                 Step::Leave(id) => { m.handle(Event::Leave { member: id }, now); }
                 Step::Advance(dt) => { now += dt; m.handle(Event::Tick, now); }
             }
@@ -215,4 +218,53 @@ proptest! {
             check_invariants(m.map());
         }
     }
+}
+
+#[test]
+fn a_returning_node_rejoins_its_former_group_as_replica() {
+    let mut m = Membership::new(config());
+    let p = welcomed(&m.handle(join(1000, Role::Primary, None), 0));
+    let r = welcomed(&m.handle(join(1100, Role::Replica, Some(1)), 0));
+    // Only the replica keeps beating: the primary dies, the replica leads.
+    for t in (100..=400).step_by(50) {
+        m.handle(
+            Event::Heartbeat {
+                member: r,
+                applied: 1,
+                ready: true,
+            },
+            t,
+        );
+        m.handle(Event::Tick, t);
+    }
+    assert_eq!(m.map().group(1).and_then(|g| g.primary), Some(r));
+    assert!(m.map().member(p).is_none());
+    // The old primary restarts (asking to be a primary): it becomes a replica of group 1.
+    let back = welcomed(&m.handle(join(1000, Role::Primary, None), 410));
+    assert_eq!(m.map().groups.len(), 1);
+    assert_eq!(
+        m.map().group(1).map(|g| g.replicas.clone()),
+        Some(vec![back])
+    );
+    assert_eq!(m.map().member(back).map(|x| x.role), Some(Role::Replica));
+    check_invariants(m.map());
+}
+
+#[test]
+fn a_caught_up_replica_is_promoted_before_a_fuller_one_still_copying() {
+    let mut m = Membership::new(config());
+    welcomed(&m.handle(join(1000, Role::Primary, None), 0));
+    let r1 = welcomed(&m.handle(join(1100, Role::Replica, Some(1)), 0));
+    let r2 = welcomed(&m.handle(join(1200, Role::Replica, Some(1)), 0));
+    for t in (100..=400).step_by(50) {
+        let beat = |member, applied, ready| Event::Heartbeat {
+            member,
+            applied,
+            ready,
+        };
+        m.handle(beat(r1, 5, true), t);
+        m.handle(beat(r2, 50, false), t);
+        m.handle(Event::Tick, t);
+    }
+    assert_eq!(m.map().group(1).and_then(|g| g.primary), Some(r1));
 }

@@ -356,7 +356,27 @@ impl Shard {
         self.add_rule(Matcher::Tag(tag.into()));
     }
 
+    /// Invalidates like [`Shard::invalidate_prefix`], but only entries written at or before
+    /// version `cut` (a replicated invalidation carries its primary's cut).
+    pub fn invalidate_prefix_at(&mut self, prefix: &[u8], cut: u64) {
+        self.add_rule_at(Matcher::Prefix(prefix.into()), cut);
+    }
+
+    /// Invalidates like [`Shard::invalidate_tag`], up to version `cut`.
+    pub fn invalidate_tag_at(&mut self, tag: &[u8], cut: u64) {
+        self.add_rule_at(Matcher::Tag(tag.into()), cut);
+    }
+
+    /// The newest version this shard has stored (the cut of an invalidation made now).
+    pub fn max_version(&self) -> u64 {
+        self.max_version
+    }
+
     fn add_rule(&mut self, matcher: Matcher) {
+        self.add_rule_at(matcher, self.max_version);
+    }
+
+    fn add_rule_at(&mut self, matcher: Matcher, cut: u64) {
         // Too many pending rules would slow every read: finish the oldest now. Two passes over
         // the slab always suffice (the first may start mid-slab).
         for _ in 0..2 {
@@ -366,8 +386,7 @@ impl Shard {
             let n = self.slab.capacity_slots().max(1);
             self.sweep_rules(n);
         }
-        self.rules
-            .add(matcher, self.max_version, self.slab.capacity_slots());
+        self.rules.add(matcher, cut, self.slab.capacity_slots());
     }
 }
 
