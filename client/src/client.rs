@@ -1,20 +1,19 @@
 //! The blocking client: one connection per core, opened on first use, each key sent straight
 //! to the core that owns it.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use ringcache_cluster::{ClusterMap, ControlReply, MemberId};
-use ringcache_proto::{Command, ErrorKind, Expiry, Limits, SetCond, Topology};
+use ringcache_proto::{Command, Expiry, Limits, SetCond, Topology};
 
+use crate::cluster::ClusterRoutes;
 use crate::config::ClientConfig;
-use crate::conn::{Conn, ReplySlots};
+use crate::conn::Conn;
 use crate::error::ClientError;
 use crate::pipeline::Pipeline;
 use crate::reply::{unexpected, Reply, SetOpts, SetOutcome, Ttl, Versioned};
-use crate::route::{self, core_slot, idempotent, Op, MAIN};
+use crate::route::{core_slot, idempotent, MAIN};
 
 /// A blocking, ring-aware connection to one ringcache node.
 ///
@@ -25,6 +24,10 @@ use crate::route::{self, core_slot, idempotent, Op, MAIN};
 ///
 /// A connection that breaks is replaced on the next call; an idempotent request that was on
 /// it is sent once more on the fresh connection ([`ClientConfig::retry_idempotent`]).
+///
+/// [`Client::connect_cluster`] routes by the cluster map instead, and rides out a failed
+/// primary ([`ClientConfig::failover_timeout`]); reads may go to replicas
+/// ([`ClientConfig::read_from`]).
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -43,30 +46,17 @@ use crate::route::{self, core_slot, idempotent, Op, MAIN};
 /// # Ok::<(), ringcache_client::ClientError>(())
 /// ```
 pub struct Client {
-    cfg: ClientConfig,
-    reply_limits: Limits,
-    topology: Topology,
-    /// Slot 0: the main port; slot 1 + i: core i.
-    addrs: Vec<SocketAddr>,
-    conns: Vec<Option<Conn>>,
+    pub(crate) cfg: ClientConfig,
+    pub(crate) reply_limits: Limits,
+    pub(crate) topology: Topology,
+    /// Slot 0: the main port (the balancer in cluster mode); slot 1 + i: core i (in cluster
+    /// mode: one slot per (member, core) of the map, see [`ClusterRoutes`]).
+    pub(crate) addrs: Vec<SocketAddr>,
+    pub(crate) conns: Vec<Option<Conn>>,
     /// Cluster mode: the map keys are routed by.
-    cluster: Option<ClusterRoutes>,
+    pub(crate) cluster: Option<ClusterRoutes>,
     /// Map epoch sent with every request (0 outside cluster mode).
-    epoch: u32,
-}
-
-/// The cluster map of a client in cluster mode, with the connection slot of every
-/// (member, core) it names.
-struct ClusterRoutes {
-    map: ClusterMap,
-    slots: HashMap<(MemberId, u32), usize>,
-}
-
-/// How often a request answered with a redirect is retried after refreshing the map.
-const REDIRECT_RETRIES: usize = 3;
-
-pub(crate) fn is_redirect(r: &Result<Reply, ClientError>) -> bool {
-    matches!(r, Err(e) if matches!(e.server_kind(), Some(ErrorKind::Redirect { .. })))
+    pub(crate) epoch: u32,
 }
 
 impl fmt::Debug for Client {
@@ -203,120 +193,6 @@ impl Client {
         Ok(client)
     }
 
-    /// Connects to a cluster through its balancer (e.g. `"127.0.0.1:7379"`): fetches the
-    /// cluster map and from then on sends every key straight to the core of the node that owns
-    /// it; requests without a key go to the balancer. A redirect (stale map, moved key)
-    /// refreshes the map and retries, at most 3 times.
-    pub fn connect_cluster<A: ToSocketAddrs + fmt::Display>(
-        balancer: A,
-    ) -> Result<Client, ClientError> {
-        Client::connect_cluster_with(balancer, ClientConfig::default())
-    }
-
-    /// [`Client::connect_cluster`] with explicit settings.
-    pub fn connect_cluster_with<A: ToSocketAddrs + fmt::Display>(
-        balancer: A,
-        cfg: ClientConfig,
-    ) -> Result<Client, ClientError> {
-        let named = |source| ClientError::Connect {
-            addr: balancer.to_string(),
-            source,
-        };
-        let resolved: Vec<SocketAddr> = balancer.to_socket_addrs().map_err(named)?.collect();
-        let first = *resolved.first().ok_or_else(|| {
-            named(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no address to connect to",
-            ))
-        })?;
-        let reply_limits = Limits {
-            max_frame: cfg.max_reply,
-            max_args: usize::MAX,
-            ..cfg.limits
-        };
-        let main = Conn::open(first, &cfg, &reply_limits)?;
-        let mut client = Client {
-            cfg,
-            reply_limits,
-            topology: Topology {
-                node_id: 0,
-                main_port: first.port(),
-                cores: Vec::new(),
-            },
-            addrs: vec![first],
-            conns: vec![Some(main)],
-            cluster: Some(ClusterRoutes {
-                map: ClusterMap::default(),
-                slots: HashMap::new(),
-            }),
-            epoch: 0,
-        };
-        client.refresh_map()?;
-        Ok(client)
-    }
-
-    /// The cluster map this client routes by (cluster mode only).
-    pub fn cluster_map(&self) -> Option<&ClusterMap> {
-        self.cluster.as_ref().map(|c| &c.map)
-    }
-
-    /// Fetches the cluster map from the balancer (also works on a client made with
-    /// [`Client::connect`] to a balancer, which switches it to cluster mode).
-    pub fn refresh_map(&mut self) -> Result<&ClusterMap, ClientError> {
-        let reply_limits = self.reply_limits;
-        let body =
-            self.conn(MAIN)?
-                .control(ringcache_proto::control::CLUSTER_MAP, &[], &reply_limits)?;
-        let map = match ringcache_cluster::decode_body::<ControlReply>(&body) {
-            Ok(ControlReply::Map(Some(map))) => map,
-            Ok(other) => {
-                return Err(ClientError::Protocol(format!(
-                    "unexpected answer to a map request: {other:?}"
-                )))
-            }
-            Err(e) => return Err(ClientError::Protocol(e)),
-        };
-        let mut slots = self.cluster.take().map(|c| c.slots).unwrap_or_default();
-        let mut by_addr: HashMap<SocketAddr, usize> =
-            slots.values().map(|&s| (self.addrs[s], s)).collect();
-        slots.clear();
-        for m in &map.members {
-            let Ok(ip) = m.host.parse::<IpAddr>() else {
-                continue;
-            };
-            for (core, &port) in m.core_ports.iter().enumerate() {
-                let addr = SocketAddr::new(ip, port);
-                let slot = *by_addr.entry(addr).or_insert_with(|| {
-                    self.addrs.push(addr);
-                    self.conns.push(None);
-                    self.addrs.len() - 1
-                });
-                slots.insert((m.id, core as u32), slot);
-            }
-        }
-        self.epoch = u32::try_from(map.epoch).unwrap_or(u32::MAX);
-        for c in self.conns.iter_mut().flatten() {
-            c.epoch = self.epoch;
-        }
-        Ok(&self.cluster.insert(ClusterRoutes { map, slots }).map)
-    }
-
-    /// The connection slot a key's requests go to.
-    fn slot_of_key(&self, key: &[u8]) -> usize {
-        match &self.cluster {
-            None => route::key_slot(key, self.cores()),
-            Some(c) => match c.map.route(key) {
-                Ok(r) => c.slots.get(&(r.member.id, r.core)).copied().unwrap_or(MAIN),
-                Err(_) => MAIN,
-            },
-        }
-    }
-
-    /// Plans `cmd` over this client's connections.
-    pub(crate) fn plan<'a>(&self, cmd: Command<'a>) -> Op<'a> {
-        route::plan_with(cmd, &|k| self.slot_of_key(k))
-    }
-
     /// The settings this client runs with.
     pub fn config(&self) -> &ClientConfig {
         &self.cfg
@@ -368,7 +244,7 @@ impl Client {
     }
 
     /// The open connection of `slot`, (re)opened if it is missing or was closed by the server.
-    fn conn(&mut self, slot: usize) -> Result<&mut Conn, ClientError> {
+    pub(crate) fn conn(&mut self, slot: usize) -> Result<&mut Conn, ClientError> {
         let idle = self.cfg.idle_check;
         if self.conns[slot].as_mut().is_some_and(|c| c.is_stale(idle)) {
             self.conns[slot] = None;
@@ -387,7 +263,11 @@ impl Client {
 
     /// One request on one connection, sent once more on a fresh connection if the first one
     /// broke and the request is idempotent.
-    fn call_slot(&mut self, slot: usize, cmd: &Command<'_>) -> Result<Reply, ClientError> {
+    pub(crate) fn call_slot(
+        &mut self,
+        slot: usize,
+        cmd: &Command<'_>,
+    ) -> Result<Reply, ClientError> {
         match self.try_call(slot, cmd) {
             Err(e) if e.is_connection_broken() && self.cfg.retry_idempotent && idempotent(cmd) => {
                 self.try_call(slot, cmd)
@@ -396,6 +276,7 @@ impl Client {
         }
     }
 
+    /// One request on one connection; a connection the error leaves unusable is dropped.
     fn try_call(&mut self, slot: usize, cmd: &Command<'_>) -> Result<Reply, ClientError> {
         let (limits, reply_limits) = (self.cfg.limits, self.reply_limits);
         let res = self
@@ -407,161 +288,13 @@ impl Client {
         res
     }
 
-    /// A single-key request, sent to the key's core.
-    fn keyed(&mut self, cmd: &Command<'_>) -> Result<Reply, ClientError> {
-        let mut attempt = 0;
-        loop {
-            let slot = match cmd.key() {
-                Some(k) => self.slot_of_key(k),
-                None => MAIN,
-            };
-            let r = self.call_slot(slot, cmd);
-            if self.cluster.is_some() && attempt < REDIRECT_RETRIES && is_redirect(&r) {
-                attempt += 1;
-                self.refresh_map()?;
-                continue;
-            }
-            return r;
-        }
-    }
-
-    /// A request that may span cores, split per core and merged.
-    fn multi(&mut self, cmd: Command<'_>) -> Result<Reply, ClientError> {
-        let mut attempt = 0;
-        loop {
-            let op = self.plan(cmd.clone());
-            let r = self
-                .run_ops(&[Ok(op)])
-                .pop()
-                .unwrap_or_else(|| Err(ClientError::Protocol("no reply".into())));
-            if self.cluster.is_some() && attempt < REDIRECT_RETRIES && is_redirect(&r) {
-                attempt += 1;
-                self.refresh_map()?;
-                continue;
-            }
-            return r;
-        }
-    }
-
-    /// Runs planned operations: every connection gets its requests in one write, then the
-    /// replies are read and matched by request id; answers come back in operation order.
-    pub(crate) fn run_ops(
-        &mut self,
-        ops: &[Result<Op<'_>, ClientError>],
-    ) -> Vec<Result<Reply, ClientError>> {
-        // Flatten parts: part p belongs to op part_op[p].
-        let mut part_op = Vec::new();
-        let mut part_ref: Vec<(usize, &Command<'_>)> = Vec::new();
-        for (oi, op) in ops.iter().enumerate() {
-            if let Ok(op) = op {
-                for (slot, cmd) in &op.parts {
-                    part_op.push(oi);
-                    part_ref.push((*slot, cmd));
-                }
-            }
-        }
-        let mut results: Vec<Option<Result<Reply, ClientError>>> = vec![None; part_ref.len()];
-        let mut pending: Vec<Vec<usize>> = vec![Vec::new(); self.conns.len()];
-        for (p, (slot, _)) in part_ref.iter().enumerate() {
-            pending[*slot].push(p);
-        }
-        let (limits, reply_limits) = (self.cfg.limits, self.reply_limits);
-        for attempt in 0..2 {
-            // (part, error, whether it may have reached the server)
-            let mut failed: Vec<(usize, ClientError, bool)> = Vec::new();
-            let mut sent: Vec<(usize, ReplySlots)> = Vec::new();
-            for (slot, list) in pending.iter_mut().enumerate() {
-                if list.is_empty() {
-                    continue;
-                }
-                let list = std::mem::take(list);
-                let conn = match self.conn(slot) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        failed.extend(list.into_iter().map(|p| (p, e.clone(), false)));
-                        continue;
-                    }
-                };
-                let mut ids = Vec::with_capacity(list.len());
-                for p in list {
-                    match conn.queue(part_ref[p].1, &limits) {
-                        Ok(id) => ids.push((id, p)),
-                        Err(e) => results[p] = Some(Err(e)),
-                    }
-                }
-                if ids.is_empty() {
-                    continue;
-                }
-                match conn.flush() {
-                    Ok(()) => sent.push((slot, ReplySlots::new(ids))),
-                    Err(e) => {
-                        self.conns[slot] = None;
-                        failed.extend(ids.into_iter().map(|(_, p)| (p, e.clone(), true)));
-                    }
-                }
-            }
-            for (slot, mut slots) in sent {
-                let Some(conn) = self.conns[slot].as_mut() else {
-                    continue;
-                };
-                let mut broke = None;
-                while slots.left() > 0 {
-                    let got = conn
-                        .recv(&reply_limits)
-                        .and_then(|(rid, reply)| Ok((slots.take(rid)?, reply)));
-                    match got {
-                        Ok((p, reply)) => results[p] = Some(reply),
-                        Err(e) => {
-                            broke = Some(e);
-                            break;
-                        }
-                    }
-                }
-                if let Some(e) = broke {
-                    self.conns[slot] = None;
-                    failed.extend(slots.unanswered().map(|p| (p, e.clone(), true)));
-                }
-            }
-            for (p, e, maybe_sent) in failed {
-                let retry = attempt == 0
-                    && e.is_connection_broken()
-                    && (!maybe_sent
-                        || (self.cfg.retry_idempotent
-                            && matches!(&ops[part_op[p]], Ok(op) if op.retry)));
-                if retry {
-                    pending[part_ref[p].0].push(p);
-                } else {
-                    results[p] = Some(Err(e));
-                }
-            }
-            if pending.iter().all(Vec::is_empty) {
-                break;
-            }
-            for list in &mut pending {
-                list.sort_unstable();
-            }
-        }
-        // Merge parts back into one answer per operation, in order.
-        let mut results = results.into_iter();
-        ops.iter()
-            .map(|op| match op {
-                Err(e) => Err(e.clone()),
-                Ok(op) => {
-                    let parts = results.by_ref().take(op.parts.len()).map(|r| {
-                        r.unwrap_or_else(|| Err(ClientError::Protocol("no reply".into())))
-                    });
-                    route::merge(&op.merge, parts)
-                }
-            })
-            .collect()
-    }
-
     /// Starts a batch of commands sent together: see [`Pipeline`].
     pub fn pipeline<'a>(&mut self) -> Pipeline<'_, 'a> {
         Pipeline::new(self)
     }
 
-    /// Reads a key's value; `None` when it does not exist (or expired).
+    /// Reads a key's value; `None` when it does not exist (or expired). In cluster mode with
+    /// [`ReadFrom::Any`](crate::ReadFrom::Any) a replica may answer.
     pub fn get(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, ClientError> {
         Ok(self.get_versioned(key)?.map(|v| v.value))
     }
@@ -594,7 +327,9 @@ impl Client {
     }
 
     /// Writes a key with options: TTL, NX/XX, compare-and-set by version, tags, KEEPTTL.
-    /// A condition that does not hold is an outcome, not an error.
+    /// A condition that does not hold is an outcome, not an error. In cluster mode, a
+    /// conditional SET resent after a failover may report its condition failed because its
+    /// first copy was applied.
     pub fn set_with(
         &mut self,
         key: impl AsRef<[u8]>,
@@ -605,7 +340,8 @@ impl Client {
         SetOutcome::from_reply(self.keyed(&cmd))
     }
 
-    /// Deletes keys; answers how many existed.
+    /// Deletes keys; answers how many existed. (In cluster mode a DEL resent after a failover
+    /// may count fewer keys than it deleted; the keys are gone either way.)
     pub fn del<K: AsRef<[u8]>>(&mut self, keys: &[K]) -> Result<u64, ClientError> {
         count(self.multi(Command::Del {
             keys: key_refs(keys),
@@ -653,6 +389,9 @@ impl Client {
     }
 
     /// Adds `delta` to an integer value (a missing key counts as 0); answers the new value.
+    ///
+    /// In cluster mode, an INCR whose node failed after it was sent is sent again once the
+    /// map names a new primary ([`ClientConfig::failover_timeout`]): it may be applied twice.
     pub fn incr_by(&mut self, key: impl AsRef<[u8]>, delta: i64) -> Result<i64, ClientError> {
         self.keyed(&Command::IncrBy {
             key: key.as_ref(),

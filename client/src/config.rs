@@ -1,4 +1,5 @@
-//! Client settings: timeouts, password, retry policy and size limits.
+//! Client settings: timeouts, password, retry and failover policy, read preference and size
+//! limits.
 
 use std::fmt;
 use std::time::Duration;
@@ -11,6 +12,23 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_REPLY: usize = 1 << 30;
 /// Default idle time after which a pooled connection is checked before it is reused.
 pub const DEFAULT_IDLE_CHECK: Duration = Duration::from_secs(1);
+/// Default time a cluster-mode request keeps retrying after a node stopped answering.
+pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Which member of a key's shard group answers reads in cluster mode.
+///
+/// Writes always go to the group's primary, whatever this says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ReadFrom {
+    /// Reads go to the group's primary: they see the latest write (the default).
+    #[default]
+    Primary,
+    /// Reads (GET, GETV, TTL, EXISTS, MGET) go to a member of the group chosen round-robin
+    /// among the primary and its replicas. A replica that is not caught up yet, or does not
+    /// answer, is skipped for the primary. A replica may answer a value older than the
+    /// primary's latest write.
+    Any,
+}
 
 /// How a [`Client`](crate::Client) connects and behaves; build with the methods, starting
 /// from [`ClientConfig::default`].
@@ -35,6 +53,8 @@ pub struct ClientConfig {
     pub(crate) limits: Limits,
     pub(crate) max_reply: usize,
     pub(crate) idle_check: Duration,
+    pub(crate) failover_timeout: Duration,
+    pub(crate) read_from: ReadFrom,
 }
 
 impl Default for ClientConfig {
@@ -48,6 +68,8 @@ impl Default for ClientConfig {
             limits: Limits::default(),
             max_reply: DEFAULT_MAX_REPLY,
             idle_check: DEFAULT_IDLE_CHECK,
+            failover_timeout: DEFAULT_FAILOVER_TIMEOUT,
+            read_from: ReadFrom::Primary,
         }
     }
 }
@@ -63,6 +85,8 @@ impl fmt::Debug for ClientConfig {
             .field("limits", &self.limits)
             .field("max_reply", &self.max_reply)
             .field("idle_check", &self.idle_check)
+            .field("failover_timeout", &self.failover_timeout)
+            .field("read_from", &self.read_from)
             .finish()
     }
 }
@@ -105,7 +129,8 @@ impl ClientConfig {
 
     /// Whether an idempotent request whose connection broke is sent once more on a fresh
     /// connection (default true). Non-idempotent requests (INCR, DEL, conditional SET, ...)
-    /// are never resent: their error is reported.
+    /// are not resent on this account: their error is reported (but see
+    /// [`ClientConfig::failover_timeout`] for cluster mode).
     pub fn retry_idempotent(mut self, retry: bool) -> Self {
         self.retry_idempotent = retry;
         self
@@ -129,6 +154,38 @@ impl ClientConfig {
     pub fn idle_check(mut self, d: Duration) -> Self {
         self.idle_check = d;
         self
+    }
+
+    /// Cluster mode: how long a request keeps trying after a node failed to answer (connection
+    /// refused, reset or closed, timeout) or the map names no live primary for its key
+    /// (default 3 s). Between attempts the client sleeps (20 ms, doubling up to 200 ms, at
+    /// most 16 attempts), refreshes the map from the balancer and sends the request again,
+    /// so a promoted replica takes over without the caller seeing an error. No new attempt
+    /// starts later than this after the first failure. Zero turns failover off.
+    ///
+    /// A request that may have reached the failed node is sent again too: SET, MSET and DEL
+    /// leave the same data, but an INCR/DECR may be applied twice and a conditional SET may
+    /// report that its condition failed because its first copy was applied.
+    pub fn failover_timeout(mut self, d: Duration) -> Self {
+        self.failover_timeout = d;
+        self
+    }
+
+    /// Cluster mode: which member of a key's group answers reads (default
+    /// [`ReadFrom::Primary`]).
+    pub fn read_from(mut self, read_from: ReadFrom) -> Self {
+        self.read_from = read_from;
+        self
+    }
+
+    /// The configured failover time budget.
+    pub fn failover_timeout_value(&self) -> Duration {
+        self.failover_timeout
+    }
+
+    /// The configured read preference.
+    pub fn read_from_value(&self) -> ReadFrom {
+        self.read_from
     }
 
     /// The configured connect timeout.
@@ -160,5 +217,10 @@ mod tests {
         assert_eq!(c.read_timeout_value(), Duration::from_millis(1));
         assert!(!format!("{c:?}").contains("pw\""));
         assert!(format!("{c:?}").contains("<hidden>"));
+        assert_eq!(c.failover_timeout_value(), DEFAULT_FAILOVER_TIMEOUT);
+        assert_eq!(c.read_from_value(), ReadFrom::Primary);
+        let c = c.failover_timeout(Duration::ZERO).read_from(ReadFrom::Any);
+        assert_eq!(c.failover_timeout_value(), Duration::ZERO);
+        assert_eq!(c.read_from_value(), ReadFrom::Any);
     }
 }

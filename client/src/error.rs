@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
+use ringcache_cluster::GroupId;
 use ringcache_proto::{ErrorKind, TooLarge};
 
 /// Everything a client call can fail with.
@@ -57,6 +58,13 @@ pub enum ClientError {
     /// The arguments of a call are contradictory or out of range; nothing was sent.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// Cluster mode: the key's shard group had no live primary in the cluster map, and none
+    /// appeared within [`ClientConfig::failover_timeout`](crate::ClientConfig::failover_timeout).
+    #[error("shard group {group} has no live primary")]
+    NoPrimary {
+        /// The shard group that owns the key.
+        group: GroupId,
+    },
 }
 
 impl ClientError {
@@ -144,6 +152,7 @@ impl Clone for ClientError {
             },
             ClientError::TooLarge(t) => ClientError::TooLarge(*t),
             ClientError::InvalidArgument(m) => ClientError::InvalidArgument(m.clone()),
+            ClientError::NoPrimary { group } => ClientError::NoPrimary { group: *group },
         }
     }
 }
@@ -171,6 +180,9 @@ mod tests {
             "VERSIONMISMATCH version mismatch: current version is 7"
         );
         assert_eq!(e.server_kind(), Some(ErrorKind::VersionMismatch));
+        assert!(!e.closes_connection());
+        let e = ClientError::NoPrimary { group: 3 };
+        assert_eq!(e.to_string(), "shard group 3 has no live primary");
         assert!(!e.closes_connection());
     }
 

@@ -13,6 +13,9 @@
 //!   write; replies are matched by request id and answered in order.
 //! - Timeouts, an optional password, and one retry of idempotent requests on a fresh
 //!   connection when a connection breaks: [`ClientConfig`].
+//! - Clusters: [`Client::connect_cluster`] routes by the balancer's cluster map, follows
+//!   redirects, rides out a failed primary ([`ClientConfig::failover_timeout`]) and can read
+//!   from replicas ([`ReadFrom`]).
 //! - Typed errors: [`ClientError`].
 //!
 //! Buffers are kept per connection and reused: a request allocates only what it returns.
@@ -33,19 +36,26 @@
 #![warn(missing_docs)]
 
 mod client;
+mod cluster;
 mod config;
 mod conn;
 mod error;
+mod failover;
 mod pipeline;
 mod reply;
 mod route;
 
 pub use client::Client;
-pub use config::{ClientConfig, DEFAULT_IDLE_CHECK, DEFAULT_MAX_REPLY, DEFAULT_TIMEOUT};
+pub use config::{
+    ClientConfig, ReadFrom, DEFAULT_FAILOVER_TIMEOUT, DEFAULT_IDLE_CHECK, DEFAULT_MAX_REPLY,
+    DEFAULT_TIMEOUT,
+};
 pub use error::ClientError;
 pub use pipeline::Pipeline;
 pub use reply::{Reply, SetOpts, SetOutcome, Ttl, Versioned};
 pub use ringcache_proto::{CoreInfo, ErrorKind, Limits, Topology};
 
+#[cfg(test)]
+mod mock_cluster_tests;
 #[cfg(test)]
 mod mock_tests;

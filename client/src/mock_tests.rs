@@ -19,8 +19,8 @@ use ringcache_proto::{
 use crate::{Client, ClientConfig, ClientError, Reply, SetOpts, SetOutcome};
 
 #[derive(Default)]
-struct Shared {
-    store: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+pub(crate) struct Shared {
+    pub(crate) store: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
     /// Keys seen per listener (0 = main, 1 + i = core i).
     seen: Mutex<Vec<Vec<Vec<u8>>>>,
     /// Answer each read batch's replies in reverse order.
@@ -30,16 +30,16 @@ struct Shared {
     /// Never answer (to provoke a timeout).
     mute: AtomicBool,
     password: Option<String>,
-    topology: Mutex<Option<Topology>>,
+    pub(crate) topology: Mutex<Option<Topology>>,
 }
 
-struct Mock {
-    shared: Arc<Shared>,
+pub(crate) struct Mock {
+    pub(crate) shared: Arc<Shared>,
     port: u16,
 }
 
 impl Mock {
-    fn start(cores: u16, password: Option<&str>) -> Mock {
+    pub(crate) fn start(cores: u16, password: Option<&str>) -> Mock {
         let shared = Arc::new(Shared {
             password: password.map(str::to_string),
             ..Shared::default()

@@ -5,9 +5,10 @@ use std::time::Duration;
 use ringcache_proto::{Command, Expiry, SetCond};
 
 use crate::client::{set_command, Client};
+use crate::conn::ReplySlots;
 use crate::error::ClientError;
 use crate::reply::{Reply, SetOpts};
-use crate::route::Op;
+use crate::route::{self, Op};
 
 /// A batch of commands collected with the builder methods and sent by [`Pipeline::execute`].
 ///
@@ -16,6 +17,11 @@ use crate::route::Op;
 /// replies, matching them to requests by request id, and answers one result per command in
 /// the order the commands were added. A failed command (a server error such as WRONGTYPE, or
 /// a broken connection) fails alone; the others keep their answers.
+///
+/// In cluster mode, commands answered with a redirect go again after a map refresh, and
+/// commands whose node failed go again after the map names a new primary, within
+/// [`ClientConfig::failover_timeout`](crate::ClientConfig::failover_timeout) for the whole
+/// batch (an INCR among them may then be applied twice).
 ///
 /// ```no_run
 /// use ringcache_client::{Client, Reply};
@@ -30,9 +36,10 @@ use crate::route::Op;
 #[must_use = "a pipeline does nothing until it is executed"]
 pub struct Pipeline<'c, 'a> {
     client: &'c mut Client,
+    /// The planned commands (single-node mode).
     ops: Vec<Result<Op<'a>, ClientError>>,
-    /// The commands (cluster mode only), to plan again after a redirect.
-    cmds: Vec<Option<Command<'a>>>,
+    /// The commands (cluster mode), planned when the batch is executed.
+    cmds: Vec<Result<Command<'a>, ClientError>>,
 }
 
 impl<'c, 'a> Pipeline<'c, 'a> {
@@ -44,28 +51,29 @@ impl<'c, 'a> Pipeline<'c, 'a> {
         }
     }
 
-    fn push(&mut self, cmd: Command<'a>) -> &mut Self {
+    fn push(&mut self, cmd: Result<Command<'a>, ClientError>) -> &mut Self {
         if self.client.cluster_map().is_some() {
-            self.cmds.push(Some(cmd.clone()));
+            self.cmds.push(cmd);
+        } else {
+            self.ops.push(cmd.map(|c| self.client.plan(c)));
         }
-        let op = self.client.plan(cmd);
-        self.ops.push(Ok(op));
         self
     }
 
     /// Number of commands collected.
     pub fn len(&self) -> usize {
-        self.ops.len()
+        // Only one of the two is filled.
+        self.ops.len() + self.cmds.len()
     }
 
     /// Whether no command was collected.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.len() == 0
     }
 
     /// GET: answers [`Reply::Value`] or [`Reply::Nil`] (see [`Reply::into_value`]).
     pub fn get<K: AsRef<[u8]> + ?Sized>(&mut self, key: &'a K) -> &mut Self {
-        self.push(Command::Get { key: key.as_ref() })
+        self.push(Ok(Command::Get { key: key.as_ref() }))
     }
 
     /// SET without options: answers [`Reply::Ok`].
@@ -74,7 +82,7 @@ impl<'c, 'a> Pipeline<'c, 'a> {
         K: AsRef<[u8]> + ?Sized,
         V: AsRef<[u8]> + ?Sized,
     {
-        self.push(Command::Set {
+        self.push(Ok(Command::Set {
             key: key.as_ref(),
             value: value.as_ref(),
             expiry: Expiry::None,
@@ -82,7 +90,7 @@ impl<'c, 'a> Pipeline<'c, 'a> {
             if_version: None,
             tags: Vec::new(),
             get_version: false,
-        })
+        }))
     }
 
     /// SET with options; read the answer with [`SetOutcome::from_reply`](crate::SetOutcome::from_reply).
@@ -91,139 +99,227 @@ impl<'c, 'a> Pipeline<'c, 'a> {
         K: AsRef<[u8]> + ?Sized,
         V: AsRef<[u8]> + ?Sized,
     {
-        match set_command(key.as_ref(), value.as_ref(), opts) {
-            Ok(cmd) => self.push(cmd),
-            Err(e) => {
-                self.ops.push(Err(e));
-                if self.client.cluster_map().is_some() {
-                    self.cmds.push(None);
-                }
-                self
-            }
-        }
+        self.push(set_command(key.as_ref(), value.as_ref(), opts))
     }
 
     /// DEL: answers [`Reply::Int`], the number of keys that existed.
     pub fn del<K: AsRef<[u8]>>(&mut self, keys: &'a [K]) -> &mut Self {
-        self.push(Command::Del {
+        self.push(Ok(Command::Del {
             keys: keys.iter().map(AsRef::as_ref).collect(),
-        })
+        }))
     }
 
     /// EXISTS: answers [`Reply::Int`].
     pub fn exists<K: AsRef<[u8]>>(&mut self, keys: &'a [K]) -> &mut Self {
-        self.push(Command::Exists {
+        self.push(Ok(Command::Exists {
             keys: keys.iter().map(AsRef::as_ref).collect(),
-        })
+        }))
     }
 
     /// TOUCH: answers [`Reply::Int`].
     pub fn touch<K: AsRef<[u8]>>(&mut self, keys: &'a [K]) -> &mut Self {
-        self.push(Command::Touch {
+        self.push(Ok(Command::Touch {
             keys: keys.iter().map(AsRef::as_ref).collect(),
-        })
+        }))
     }
 
     /// EXPIRE: answers [`Reply::Bool`].
     pub fn expire<K: AsRef<[u8]> + ?Sized>(&mut self, key: &'a K, ttl: Duration) -> &mut Self {
         let ms = u64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
-        self.push(Command::Expire {
+        self.push(Ok(Command::Expire {
             key: key.as_ref(),
             ms,
-        })
+        }))
     }
 
     /// PERSIST: answers [`Reply::Bool`].
     pub fn persist<K: AsRef<[u8]> + ?Sized>(&mut self, key: &'a K) -> &mut Self {
-        self.push(Command::Persist { key: key.as_ref() })
+        self.push(Ok(Command::Persist { key: key.as_ref() }))
     }
 
     /// PTTL: answers [`Reply::Int`] in milliseconds, -1 without expiry, -2 missing.
     pub fn ttl<K: AsRef<[u8]> + ?Sized>(&mut self, key: &'a K) -> &mut Self {
-        self.push(Command::Ttl {
+        self.push(Ok(Command::Ttl {
             key: key.as_ref(),
             millis: true,
-        })
+        }))
     }
 
     /// INCRBY: answers [`Reply::Int`], the new value.
     pub fn incr_by<K: AsRef<[u8]> + ?Sized>(&mut self, key: &'a K, delta: i64) -> &mut Self {
-        self.push(Command::IncrBy {
+        self.push(Ok(Command::IncrBy {
             key: key.as_ref(),
             delta,
-        })
+        }))
     }
 
     /// MGET: answers [`Reply::Values`] in key order.
     pub fn mget<K: AsRef<[u8]>>(&mut self, keys: &'a [K]) -> &mut Self {
-        self.push(Command::MGet {
+        self.push(Ok(Command::MGet {
             keys: keys.iter().map(AsRef::as_ref).collect(),
-        })
+        }))
     }
 
     /// MSET: answers [`Reply::Ok`].
     pub fn mset<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, pairs: &'a [(K, V)]) -> &mut Self {
-        self.push(Command::MSet {
+        self.push(Ok(Command::MSet {
             pairs: pairs
                 .iter()
                 .map(|(k, v)| (k.as_ref(), v.as_ref()))
                 .collect(),
-        })
+        }))
     }
 
     /// PING: answers [`Reply::Pong`].
     pub fn ping(&mut self) -> &mut Self {
-        self.push(Command::Ping { msg: None })
+        self.push(Ok(Command::Ping { msg: None }))
     }
 
     /// FLUSH: answers [`Reply::Ok`].
     pub fn flush(&mut self) -> &mut Self {
-        self.push(Command::Flush)
+        self.push(Ok(Command::Flush))
     }
 
     /// INVALIDATE PREFIX: answers [`Reply::Ok`].
     pub fn invalidate_prefix<P: AsRef<[u8]> + ?Sized>(&mut self, prefix: &'a P) -> &mut Self {
-        self.push(Command::InvalidatePrefix {
+        self.push(Ok(Command::InvalidatePrefix {
             prefix: prefix.as_ref(),
-        })
+        }))
     }
 
     /// INVALIDATE TAG: answers [`Reply::Ok`].
     pub fn invalidate_tag<T: AsRef<[u8]> + ?Sized>(&mut self, tag: &'a T) -> &mut Self {
-        self.push(Command::InvalidateTag { tag: tag.as_ref() })
+        self.push(Ok(Command::InvalidateTag { tag: tag.as_ref() }))
     }
 
     /// STATS: answers [`Reply::Stats`].
     pub fn stats(&mut self) -> &mut Self {
-        self.push(Command::Stats)
+        self.push(Ok(Command::Stats))
     }
 
     /// Sends the batch and answers one result per command, in the order they were added.
     pub fn execute(self) -> Vec<Result<Reply, ClientError>> {
+        if !self.cmds.is_empty() {
+            return self.client.run_cluster(&self.cmds);
+        }
         if self.ops.is_empty() {
             return Vec::new();
         }
-        let mut results = self.client.run_ops(&self.ops);
-        // Cluster mode: commands answered with a redirect go again after a map refresh.
-        for _ in 0..3 {
-            let redirected: Vec<usize> = (0..results.len())
-                .filter(|&i| crate::client::is_redirect(&results[i]) && self.cmds.len() > i)
-                .collect();
-            if redirected.is_empty() || self.client.refresh_map().is_err() {
-                break;
-            }
-            let ops: Vec<_> = redirected
-                .iter()
-                .filter_map(|&i| self.cmds[i].clone())
-                .map(|c| Ok(self.client.plan(c)))
-                .collect();
-            if ops.len() != redirected.len() {
-                break;
-            }
-            for (i, r) in redirected.into_iter().zip(self.client.run_ops(&ops)) {
-                results[i] = r;
+        self.client.run_ops(&self.ops)
+    }
+}
+
+impl Client {
+    /// Runs planned operations: every connection gets its requests in one write, then the
+    /// replies are read and matched by request id; answers come back in operation order.
+    pub(crate) fn run_ops(
+        &mut self,
+        ops: &[Result<Op<'_>, ClientError>],
+    ) -> Vec<Result<Reply, ClientError>> {
+        // Flatten parts: part p belongs to op part_op[p].
+        let mut part_op = Vec::new();
+        let mut part_ref: Vec<(usize, &Command<'_>)> = Vec::new();
+        for (oi, op) in ops.iter().enumerate() {
+            if let Ok(op) = op {
+                for (slot, cmd) in &op.parts {
+                    part_op.push(oi);
+                    part_ref.push((*slot, cmd));
+                }
             }
         }
-        results
+        let mut results: Vec<Option<Result<Reply, ClientError>>> = vec![None; part_ref.len()];
+        let mut pending: Vec<Vec<usize>> = vec![Vec::new(); self.conns.len()];
+        for (p, (slot, _)) in part_ref.iter().enumerate() {
+            pending[*slot].push(p);
+        }
+        let (limits, reply_limits) = (self.cfg.limits, self.reply_limits);
+        for attempt in 0..2 {
+            // (part, error, whether it may have reached the server)
+            let mut failed: Vec<(usize, ClientError, bool)> = Vec::new();
+            let mut sent: Vec<(usize, ReplySlots)> = Vec::new();
+            for (slot, list) in pending.iter_mut().enumerate() {
+                if list.is_empty() {
+                    continue;
+                }
+                let list = std::mem::take(list);
+                let conn = match self.conn(slot) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        failed.extend(list.into_iter().map(|p| (p, e.clone(), false)));
+                        continue;
+                    }
+                };
+                let mut ids = Vec::with_capacity(list.len());
+                for p in list {
+                    match conn.queue(part_ref[p].1, &limits) {
+                        Ok(id) => ids.push((id, p)),
+                        Err(e) => results[p] = Some(Err(e)),
+                    }
+                }
+                if ids.is_empty() {
+                    continue;
+                }
+                match conn.flush() {
+                    Ok(()) => sent.push((slot, ReplySlots::new(ids))),
+                    Err(e) => {
+                        self.conns[slot] = None;
+                        failed.extend(ids.into_iter().map(|(_, p)| (p, e.clone(), true)));
+                    }
+                }
+            }
+            for (slot, mut slots) in sent {
+                let Some(conn) = self.conns[slot].as_mut() else {
+                    continue;
+                };
+                let mut broke = None;
+                while slots.left() > 0 {
+                    let got = conn
+                        .recv(&reply_limits)
+                        .and_then(|(rid, reply)| Ok((slots.take(rid)?, reply)));
+                    match got {
+                        Ok((p, reply)) => results[p] = Some(reply),
+                        Err(e) => {
+                            broke = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if let Some(e) = broke {
+                    self.conns[slot] = None;
+                    failed.extend(slots.unanswered().map(|p| (p, e.clone(), true)));
+                }
+            }
+            for (p, e, maybe_sent) in failed {
+                let retry = attempt == 0
+                    && e.is_connection_broken()
+                    && (!maybe_sent
+                        || (self.cfg.retry_idempotent
+                            && matches!(&ops[part_op[p]], Ok(op) if op.retry)));
+                if retry {
+                    pending[part_ref[p].0].push(p);
+                } else {
+                    results[p] = Some(Err(e));
+                }
+            }
+            if pending.iter().all(Vec::is_empty) {
+                break;
+            }
+            for list in &mut pending {
+                list.sort_unstable();
+            }
+        }
+        // Merge parts back into one answer per operation, in order.
+        let mut results = results.into_iter();
+        ops.iter()
+            .map(|op| match op {
+                Err(e) => Err(e.clone()),
+                Ok(op) => {
+                    let parts = results.by_ref().take(op.parts.len()).map(|r| {
+                        r.unwrap_or_else(|| Err(ClientError::Protocol("no reply".into())))
+                    });
+                    route::merge(&op.merge, parts)
+                }
+            })
+            .collect()
     }
 }
