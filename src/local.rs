@@ -30,10 +30,10 @@ pub struct LocalArgs {
     #[arg(long, default_value = "256m")]
     memory: String,
     /// Milliseconds between heartbeats of the nodes.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     heartbeat_ms: u64,
     /// Heartbeats a node may miss before the balancer declares it dead.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 5)]
     missed_heartbeats: u64,
 }
 

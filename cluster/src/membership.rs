@@ -21,8 +21,8 @@ pub struct MembershipConfig {
 impl Default for MembershipConfig {
     fn default() -> Self {
         MembershipConfig {
-            heartbeat_interval_ms: 200,
-            missed_heartbeats: 4,
+            heartbeat_interval_ms: 100,
+            missed_heartbeats: 5,
             vnodes: DEFAULT_VNODES,
         }
     }
@@ -185,7 +185,7 @@ impl Membership {
                 self.map.rebuild_ring();
                 (Some(g), MemberState::Active)
             }
-            Role::Replica => match self.place_replica(req.group) {
+            Role::Replica => match self.place_replica(req.group, req.core_ports.len()) {
                 Ok(Some(g)) => (Some(g), MemberState::Active),
                 Ok(None) => (None, MemberState::Waiting),
                 Err(reason) => return vec![Action::Reject { reason }],
@@ -221,12 +221,27 @@ impl Membership {
         actions
     }
 
-    /// The group a joining replica goes to: the one it names, else the group with the fewest
-    /// replicas; `None` when there is no group yet (it waits).
-    fn place_replica(&self, named: Option<GroupId>) -> Result<Option<GroupId>, String> {
+    /// The group a joining replica with `cores` cores goes to: the one it names, else the
+    /// group with the fewest replicas; `None` when there is no group yet (it waits). A replica
+    /// has as many cores as its primary, so each primary core streams to one replica core.
+    fn place_replica(
+        &self,
+        named: Option<GroupId>,
+        cores: usize,
+    ) -> Result<Option<GroupId>, String> {
+        let primary_cores = |g: &ShardGroup| {
+            g.primary
+                .and_then(|p| self.map.member(p))
+                .map(|m| m.core_ports.len())
+        };
         if let Some(g) = named {
             return match self.map.group(g) {
-                Some(_) => Ok(Some(g)),
+                Some(sg) => match primary_cores(sg) {
+                    Some(n) if n != cores => Err(format!(
+                        "shard group {g}'s primary has {n} cores; a replica needs as many (it has {cores})"
+                    )),
+                    _ => Ok(Some(g)),
+                },
                 None if self.map.groups.is_empty() => Ok(None),
                 None => Err(format!("shard group {g} does not exist")),
             };
@@ -235,7 +250,7 @@ impl Membership {
             .map
             .groups
             .iter()
-            .filter(|g| g.primary.is_some())
+            .filter(|g| primary_cores(g) == Some(cores))
             .min_by_key(|g| (g.replicas.len(), g.id))
             .map(|g| g.id))
     }
@@ -258,7 +273,8 @@ impl Membership {
                 .iter()
                 .find(|g| g.primary.is_none() && g.replicas.is_empty())
                 .map(|g| g.id);
-            let target = headless.or_else(|| self.place_replica(None).ok().flatten());
+            let cores = self.map.member(id).map_or(0, |m| m.core_ports.len());
+            let target = headless.or_else(|| self.place_replica(None, cores).ok().flatten());
             let Some(g) = target else { break };
             let becomes_primary = headless.is_some();
             if let Some(sg) = self.map.groups.iter_mut().find(|sg| sg.id == g) {

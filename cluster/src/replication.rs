@@ -209,6 +209,8 @@ struct PendingWrite<W> {
     waiting: Vec<LinkId>,
     /// Acks still needed.
     need: usize,
+    /// When it started waiting (ms).
+    since: u64,
     waiter: W,
 }
 
@@ -250,9 +252,16 @@ impl<W> AckTracker<W> {
         self.pending.is_empty()
     }
 
-    /// Registers write `seq`, sent to `links`, needing `need` of them.
+    /// Registers write `seq`, sent to `links` at time `now`, needing `need` of them.
     /// Returns the waiter back when nothing needs waiting for.
-    pub fn add(&mut self, seq: u64, links: Vec<LinkId>, need: usize, waiter: W) -> Option<W> {
+    pub fn add(
+        &mut self,
+        seq: u64,
+        links: Vec<LinkId>,
+        need: usize,
+        waiter: W,
+        now: u64,
+    ) -> Option<W> {
         if need == 0 || links.is_empty() {
             return Some(waiter);
         }
@@ -260,9 +269,25 @@ impl<W> AckTracker<W> {
             seq,
             need: need.min(links.len()),
             waiting: links,
+            since: now,
             waiter,
         });
         None
+    }
+
+    /// The writes that have waited longer than `limit` ms at `now` (oldest first).
+    pub fn timed_out(&mut self, now: u64, limit: u64) -> Vec<W> {
+        let mut out = Vec::new();
+        while self
+            .pending
+            .front()
+            .is_some_and(|p| now.saturating_sub(p.since) > limit)
+        {
+            if let Some(p) = self.pending.pop_front() {
+                out.push(p.waiter);
+            }
+        }
+        out
     }
 
     /// `link` holds everything up to `seq`: returns the writes now done.
@@ -415,7 +440,15 @@ impl StreamTable {
 
 /// Serialises a replication body.
 pub fn encode_op(op: &ReplOp<'_>) -> Vec<u8> {
-    bincode::serialize(op).unwrap_or_default()
+    let mut v = Vec::new();
+    encode_op_into(op, &mut v);
+    v
+}
+
+/// Appends the serialised `op` to `out` (a reused buffer).
+pub fn encode_op_into(op: &ReplOp<'_>, out: &mut Vec<u8>) {
+    // Serialising plain data into a Vec cannot fail.
+    let _ = bincode::serialize_into(out, op);
 }
 
 /// Decodes a replication body (bounded by the frame; never panics on bad input).
@@ -473,10 +506,10 @@ mod tests {
     #[test]
     fn writes_finish_on_enough_acks_or_when_their_links_go() {
         let mut t: AckTracker<&str> = AckTracker::default();
-        assert_eq!(t.add(1, vec![7], 0, "one"), Some("one"));
-        assert_eq!(t.add(1, vec![7, 8], 2, "a"), None);
-        assert_eq!(t.add(2, vec![7, 8], 1, "b"), None);
-        assert_eq!(t.add(3, vec![7, 8], 2, "c"), None);
+        assert_eq!(t.add(1, vec![7], 0, "one", 0), Some("one"));
+        assert_eq!(t.add(1, vec![7, 8], 2, "a", 0), None);
+        assert_eq!(t.add(2, vec![7, 8], 1, "b", 0), None);
+        assert_eq!(t.add(3, vec![7, 8], 2, "c", 0), None);
         assert!(t.ack(7, 1).is_empty());
         assert_eq!(
             t.ack(8, 2),
@@ -484,9 +517,14 @@ mod tests {
         );
         assert_eq!(t.link_gone(7), vec![]);
         assert_eq!(t.ack(8, 3), vec![("c", AckOutcome::Acked)]);
-        assert_eq!(t.add(4, vec![7], 1, "d"), None);
+        assert_eq!(t.add(4, vec![7], 1, "d", 0), None);
         assert_eq!(t.link_gone(7), vec![("d", AckOutcome::Degraded)]);
         assert!(t.is_empty());
+        t.add(5, vec![7], 1, "e", 100);
+        t.add(6, vec![7], 1, "f", 200);
+        assert!(t.timed_out(150, 100).is_empty());
+        assert_eq!(t.timed_out(250, 100), vec!["e"]);
+        assert_eq!(t.len(), 1);
     }
 
     #[test]
@@ -548,7 +586,7 @@ mod tests {
         fn tracker_finishes_each_write_once(acks in proptest::collection::vec((0u64..3, 1u64..20), 0..60)) {
             let mut t: AckTracker<u64> = AckTracker::default();
             for seq in 1..20 {
-                t.add(seq, vec![0, 1, 2], 2, seq);
+                t.add(seq, vec![0, 1, 2], 2, seq, 0);
             }
             let mut seen = std::collections::HashSet::new();
             for (link, seq) in acks {

@@ -54,10 +54,10 @@ pub struct BalancerArgs {
     pub port: u16,
     /// Expected time between a node's heartbeats, in ms (nodes are told nothing: use the same
     /// value for their --heartbeat-ms).
-    #[arg(long, env = "RINGCACHE_HEARTBEAT_MS", default_value_t = 200)]
+    #[arg(long, env = "RINGCACHE_HEARTBEAT_MS", default_value_t = 100)]
     pub heartbeat_ms: u64,
     /// Heartbeats a node may miss before it is declared dead and removed from the map.
-    #[arg(long, env = "RINGCACHE_MISSED_HEARTBEATS", default_value_t = 4)]
+    #[arg(long, env = "RINGCACHE_MISSED_HEARTBEATS", default_value_t = 5)]
     pub missed_heartbeats: u64,
     /// Virtual nodes per shard group on the ring.
     #[arg(long, env = "RINGCACHE_VNODES", default_value_t = DEFAULT_VNODES)]
@@ -743,6 +743,7 @@ fn control_locked(st: &mut Control, opcode: u8, body: &[u8]) -> ControlReply {
             let actions = st.handle(Event::Heartbeat {
                 member: hb.member,
                 applied: hb.applied,
+                ready: hb.ready,
             });
             if actions.iter().any(|a| matches!(a, Action::Rejoin { .. })) {
                 return ControlReply::Rejoin;

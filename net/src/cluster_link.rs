@@ -18,6 +18,7 @@ use ringcache_proto::control::{self, encode_control};
 use ringcache_proto::{decode_frame, Limits};
 use tracing::{error, info, warn};
 
+use crate::core_state::CoreProgress;
 use crate::node::StopFlag;
 
 /// What a node needs to take part in a cluster.
@@ -111,11 +112,24 @@ pub fn spawn_link(
     main_port: u16,
     core_ports: Vec<u16>,
     cores: Vec<mpsc::UnboundedSender<Arc<NodeView>>>,
+    progress: Vec<Arc<CoreProgress>>,
     stop: StopFlag,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("ringcache-cluster".into())
-        .spawn(move || run_link(cfg, main_port, core_ports, cores, stop))
+        .spawn(move || run_link(cfg, main_port, core_ports, cores, &progress, stop))
+}
+
+/// The node's replication position (operations applied over all cores) and whether every
+/// core serves reads.
+fn position(progress: &[Arc<CoreProgress>]) -> (u64, bool) {
+    use std::sync::atomic::Ordering;
+    let applied = progress
+        .iter()
+        .map(|p| p.applied.load(Ordering::Relaxed))
+        .sum();
+    let ready = progress.iter().all(|p| p.ready.load(Ordering::Relaxed));
+    (applied, ready)
 }
 
 fn run_link(
@@ -123,6 +137,7 @@ fn run_link(
     main_port: u16,
     core_ports: Vec<u16>,
     cores: Vec<mpsc::UnboundedSender<Arc<NodeView>>>,
+    progress: &[Arc<CoreProgress>],
     stop: StopFlag,
 ) {
     let mut ctl = Control {
@@ -207,9 +222,11 @@ fn run_link(
             },
             Some(m) => {
                 epoch = lock(&known).epoch;
+                let (applied, ready) = position(progress);
                 let hb = encode_body(&Heartbeat {
                     member: m,
-                    applied: 0,
+                    applied,
+                    ready,
                     epoch,
                 });
                 match ctl.call(control::CLUSTER_HEARTBEAT, &hb, epoch) {

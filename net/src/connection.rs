@@ -29,6 +29,7 @@ use crate::mesh::Mesh;
 use crate::node_config::NodeConfig;
 use crate::ordered_replies::{failed, Ordered, Slot};
 use crate::read_buf::ReadBuf;
+use crate::replication::{replicate, replicates, wait_gate};
 use crate::routing::{multi_keys, plan, split_by_core, Plan};
 
 /// Replies are written out once this many bytes are pending.
@@ -54,6 +55,8 @@ pub struct ConnContext {
 enum After {
     Continue,
     Close,
+    /// A primary opened a replication stream on this connection.
+    Replication,
 }
 
 /// One parsed request and where it sits in the buffer.
@@ -63,6 +66,8 @@ struct Parsed<'a> {
     len: usize,
     request_id: u64,
     epoch: Epoch,
+    /// A replication stream's hello: the connection is handed to the replica side.
+    replication: bool,
 }
 
 struct Conn {
@@ -101,6 +106,9 @@ pub async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
                 return;
             }
             out.clear();
+        }
+        if after == After::Replication {
+            return crate::repl_receiver::serve(stream, rbuf, ctx).await;
         }
         if after == After::Close || ctx.shutdown.get() {
             return;
@@ -148,12 +156,22 @@ impl Conn {
                     Err(e) => return Err(Response::error(e.kind(), e.to_string())),
                 };
                 let h = frame.header;
+                if h.opcode == ringcache_proto::control::REPL_HELLO {
+                    return Ok(Some(Parsed {
+                        cmd: Ok(Command::Quit),
+                        len: 0,
+                        request_id: 0,
+                        epoch: 0,
+                        replication: true,
+                    }));
+                }
                 match decode_request(&h, frame.body(buf), limits) {
                     Ok(cmd) => Ok(Some(Parsed {
                         cmd: Ok(cmd),
                         len: frame.len(),
                         request_id: h.request_id,
                         epoch: h.epoch,
+                        replication: false,
                     })),
                     Err(e) => Err(Response::error(e.kind(), e.to_string())),
                 }
@@ -175,6 +193,7 @@ impl Conn {
                         len,
                         request_id: 0,
                         epoch: 0,
+                        replication: false,
                     }))
                 }
             },
@@ -273,6 +292,10 @@ impl Conn {
                     return After::Close;
                 }
             };
+            if parsed.replication {
+                self.ordered.drain(out).await;
+                return After::Replication;
+            }
             let len = parsed.len;
             let after = self.run(parsed, buf, wire, out, ctx, now).await;
             rbuf.consume(len);
@@ -342,8 +365,26 @@ impl Conn {
         match plan {
             Plan::Local => {
                 let mut core = ctx.core.borrow_mut();
-                let resp = execute(&mut core, &cmd, now);
-                self.reply_in_order(out, to, &resp);
+                if core.repl.is_active() && replicates(&cmd) {
+                    // The reply waits for the replica acks: encode it aside.
+                    let mut reply = BytesMut::new();
+                    to.encode(&mut reply, &execute(&mut core, &cmd, now));
+                    match replicate(&mut core, &cmd, now) {
+                        Some(gate) => self
+                            .ordered
+                            .slots
+                            .push_back(Slot::Gated { gate, reply, to }),
+                        None if self.ordered.is_empty() => out.extend_from_slice(&reply),
+                        None => {
+                            let len = reply.len();
+                            self.ordered.side.extend_from_slice(&reply);
+                            self.ordered.slots.push_back(Slot::Local(len));
+                        }
+                    }
+                } else {
+                    let resp = execute(&mut core, &cmd, now);
+                    self.reply_in_order(out, to, &resp);
+                }
             }
             Plan::Owner(owner) => {
                 let raw = buf[..p.len].to_vec();
@@ -385,7 +426,14 @@ impl Conn {
     async fn on_core(&self, ctx: &ConnContext, to: u32, op: RemoteOp, now: u64) -> RemoteReply {
         let me = ctx.core.borrow().id;
         if to == me {
-            return run_remote(&mut ctx.core.borrow_mut(), op, now);
+            let (reply, gate) = run_remote(&mut ctx.core.borrow_mut(), op, now);
+            return match gate {
+                None => reply,
+                Some(g) => match wait_gate(g).await {
+                    Ok(()) => reply,
+                    Err(msg) => RemoteReply::Failed(msg),
+                },
+            };
         }
         match &ctx.mesh {
             Some(mesh) => match mesh.call(to, op).await {
@@ -484,6 +532,7 @@ impl Conn {
         let cores = ctx.core.borrow().cores;
         let mut fields: Vec<(String, u64)> = Vec::new();
         let mut total = ringcache_engine::Stats::default();
+        let mut digests: Vec<Vec<u8>> = Vec::new();
         for core in 0..cores {
             let Some(bop) = broadcast_op(cmd) else {
                 return reply(
@@ -498,6 +547,10 @@ impl Conn {
                     total.merge(&s);
                     fields.extend(f);
                 }
+                RemoteReply::Digest(n, d) => {
+                    digests.push(n.to_string().into_bytes());
+                    digests.push(d.to_string().into_bytes());
+                }
                 other => return reply(out, &failed(other)),
             }
         }
@@ -509,11 +562,28 @@ impl Conn {
                 .collect();
             all.push(("cores".into(), u64::from(cores)));
             all.extend(
+                repl_totals(&fields)
+                    .into_iter()
+                    .map(|(n, v)| (std::borrow::Cow::Borrowed(n), v)),
+            );
+            all.extend(
                 fields
                     .into_iter()
                     .map(|(n, v)| (std::borrow::Cow::Owned(n), v)),
             );
             reply(out, &Response::Stats(all));
+        } else if matches!(cmd, Command::Digest) {
+            let values = digests
+                .iter()
+                .map(|d| {
+                    Some(ValueRef {
+                        value: d,
+                        version: 0,
+                        ttl_ms: None,
+                    })
+                })
+                .collect();
+            reply(out, &Response::Values(values));
         } else {
             reply(out, &Response::Ok);
         }
@@ -648,6 +718,35 @@ impl Conn {
             .as_ref()
             .is_some_and(|p| constant_time_eq(p.as_bytes(), given))
     }
+}
+
+/// Node totals of the per-core replication counters: sums, except `repl_caught_up`, which is
+/// 1 only when every core serves reads.
+fn repl_totals(fields: &[(String, u64)]) -> Vec<(&'static str, u64)> {
+    const NAMES: [&str; 7] = [
+        "repl_full_copies",
+        "repl_backlog_catchups",
+        "repl_ack_failures",
+        "repl_applied",
+        "repl_caught_up",
+        "repl_links",
+        "repl_pending_acks",
+    ];
+    NAMES
+        .iter()
+        .map(|&name| {
+            let values = fields
+                .iter()
+                .filter(|(n, _)| n.split_once('.').is_some_and(|(_, rest)| rest == name))
+                .map(|(_, v)| *v);
+            let total = if name == "repl_caught_up" {
+                values.min().unwrap_or(1)
+            } else {
+                values.sum()
+            };
+            (name, total)
+        })
+        .collect()
 }
 
 /// Compares secrets without an early exit on the first differing byte.

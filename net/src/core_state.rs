@@ -5,7 +5,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ringcache_cluster::HybridClock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ringcache_cluster::replication::StreamTable;
+use ringcache_cluster::{HybridClock, Role};
 use ringcache_engine::{Shard, ShardConfig};
 use ringcache_proto::{CoreInfo, Limits, Topology};
 
@@ -35,6 +39,22 @@ pub struct CoreState {
     pub commands: u64,
     /// The cluster as last told by the balancer (cluster mode only).
     pub cluster: Option<std::sync::Arc<crate::cluster_link::NodeView>>,
+    /// Primary side of replication: the backlog and the replica links.
+    pub repl: crate::replication::Replicator,
+    /// Replica side: positions on the primary's streams.
+    pub streams: StreamTable,
+    /// What the heartbeat reports for this core (written here, read by the link thread).
+    pub progress: Arc<CoreProgress>,
+}
+
+/// One core's replication position and readiness, for the node's heartbeat. Written by the
+/// core once per replication batch, read by the cluster link thread a few times a second.
+#[derive(Debug, Default)]
+pub struct CoreProgress {
+    /// Replicated operations applied.
+    pub applied: AtomicU64,
+    /// Whether the core serves reads (a primary, or a caught-up replica).
+    pub ready: AtomicBool,
 }
 
 /// A core's state as its tasks share it.
@@ -87,7 +107,39 @@ impl CoreState {
             rejected_connections: 0,
             commands: 0,
             cluster: None,
+            repl: crate::replication::Replicator::new(
+                cfg.write_ack,
+                cfg.repl_backlog_per_core,
+                cfg.repl_timeout.as_millis() as u64,
+                // New at every start, so a replica never mistakes this life's sequences for
+                // an earlier one's.
+                (now_ms() << 16) ^ (u64::from(id) << 8) ^ node_id,
+            ),
+            streams: StreamTable::default(),
+            progress: Arc::new(CoreProgress::default()),
         }
+    }
+
+    /// This node's role in the last map (`None` outside a cluster or before joining).
+    pub fn role(&self) -> Option<Role> {
+        let v = self.cluster.as_deref()?;
+        v.map.member(v.member).map(|m| m.role)
+    }
+
+    /// Whether this core serves reads: always outside a cluster and on a primary; on a
+    /// replica once its stream caught up.
+    pub fn serves_reads(&self) -> bool {
+        self.role() != Some(Role::Replica) || self.streams.caught_up()
+    }
+
+    /// Publishes this core's position and readiness for the heartbeat.
+    pub fn publish_progress(&self) {
+        self.progress
+            .applied
+            .store(self.streams.applied_total, Ordering::Relaxed);
+        self.progress
+            .ready
+            .store(self.serves_reads(), Ordering::Relaxed);
     }
 }
 
@@ -109,6 +161,18 @@ impl CoreState {
             )));
         }
         let mine = view.group?;
+        if self.role() == Some(Role::Replica) {
+            if crate::replication::replicates(cmd) {
+                return Some(redirect(format!(
+                    "this member is a replica of shard group {mine}: send writes to its primary"
+                )));
+            }
+            if !self.streams.caught_up() && cmd.key().is_some() {
+                return Some(redirect(format!(
+                    "this replica of shard group {mine} is still catching up: read from the primary"
+                )));
+            }
+        }
         let foreign = |k: &[u8]| view.map.group_for_key(k).filter(|&g| g != mine);
         let other = match cmd.key() {
             Some(k) => foreign(k),

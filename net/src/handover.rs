@@ -13,6 +13,7 @@ use ringcache_proto::{
 
 use crate::core_state::CoreState;
 use crate::execute::execute;
+use crate::replication::{replicate, replicates, Gate};
 
 /// The protocol a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,8 @@ pub enum RemoteOp {
     InvalidateTag(Vec<u8>),
     /// This core's counters.
     Stats,
+    /// This core's entry count and digest.
+    Digest,
 }
 
 /// The answer to a [`RemoteOp`].
@@ -68,6 +71,7 @@ pub enum RemoteReply {
     Count(i64),
     Done,
     Stats(Vec<(String, u64)>, Stats),
+    Digest(u64, u64),
     Failed(String),
 }
 
@@ -115,7 +119,7 @@ pub fn encode_reply(
 /// This core's STATS fields and raw counters.
 fn core_stats(core: &CoreState) -> (Vec<(String, u64)>, Stats) {
     let s = core.shard.stats();
-    let fields = crate::execute::stats_fields(
+    let mut fields = crate::execute::stats_fields(
         core.id,
         &s,
         (
@@ -125,11 +129,50 @@ fn core_stats(core: &CoreState) -> (Vec<(String, u64)>, Stats) {
             core.commands,
         ),
     );
+    let id = core.id;
+    let c = core.repl.counters;
+    for (name, v) in [
+        ("repl_full_copies", c.full_copies),
+        ("repl_backlog_catchups", c.backlog_catchups),
+        ("repl_ack_failures", c.ack_failures),
+        ("repl_applied", core.streams.applied_total),
+        ("repl_caught_up", u64::from(core.serves_reads())),
+        ("repl_links", core.repl.streaming_links() as u64),
+        ("repl_pending_acks", core.repl.pending_acks() as u64),
+    ] {
+        fields.push((format!("core{id}.{name}"), v));
+    }
     (fields, s)
 }
 
-/// Carries out `op` on this core.
-pub fn run_remote(core: &mut CoreState, op: RemoteOp, now: u64) -> RemoteReply {
+/// Runs `cmd` here and, when it changed data on a primary with replicas, replicates it:
+/// the encoded reply and the gate it waits behind.
+fn execute_replicated(
+    core: &mut CoreState,
+    cmd: &Command<'_>,
+    now: u64,
+    encode: impl FnOnce(&mut BytesMut, &Response<'_>),
+    out: &mut BytesMut,
+) -> Option<Gate> {
+    let resp = execute(core, cmd, now);
+    encode(out, &resp);
+    drop(resp);
+    if core.repl.is_active() && replicates(cmd) {
+        replicate(core, cmd, now)
+    } else {
+        None
+    }
+}
+
+/// Carries out `op` on this core; a change that replicas must acknowledge first comes with
+/// the gate to wait on before answering.
+pub fn run_remote(core: &mut CoreState, op: RemoteOp, now: u64) -> (RemoteReply, Option<Gate>) {
+    let mut gate = None;
+    let reply = run_op(core, op, now, &mut gate);
+    (reply, gate)
+}
+
+fn run_op(core: &mut CoreState, op: RemoteOp, now: u64, gate: &mut Option<Gate>) -> RemoteReply {
     match op {
         RemoteOp::Request { wire, raw } => {
             let mut out = BytesMut::with_capacity(64);
@@ -141,8 +184,14 @@ pub fn run_remote(core: &mut CoreState, op: RemoteOp, now: u64) -> RemoteReply {
                         match decode_request(&h, frame.body(&raw), &limits) {
                             Ok(cmd) => {
                                 let op = cmd.opcode();
-                                let resp = execute(core, &cmd, now);
-                                encode_reply(&mut out, wire, op, h.request_id, h.epoch, &resp);
+                                let (rid, epoch) = (h.request_id, h.epoch);
+                                *gate = execute_replicated(
+                                    core,
+                                    &cmd,
+                                    now,
+                                    |o, r| encode_reply(o, wire, op, rid, epoch, r),
+                                    &mut out,
+                                );
                             }
                             Err(e) => return RemoteReply::Failed(e.to_string()),
                         }
@@ -157,8 +206,13 @@ pub fn run_remote(core: &mut CoreState, op: RemoteOp, now: u64) -> RemoteReply {
                             match parse_command(&args, &limits) {
                                 Ok(cmd) => {
                                     let op = cmd.opcode();
-                                    let resp = execute(core, &cmd, now);
-                                    encode_reply(&mut out, wire, op, 0, 0, &resp);
+                                    *gate = execute_replicated(
+                                        core,
+                                        &cmd,
+                                        now,
+                                        |o, r| encode_reply(o, wire, op, 0, 0, r),
+                                        &mut out,
+                                    );
                                 }
                                 Err(e) => return RemoteReply::Failed(e.to_string()),
                             }
@@ -196,6 +250,10 @@ pub fn run_remote(core: &mut CoreState, op: RemoteOp, now: u64) -> RemoteReply {
                     CountKind::Touch => shard.touch(k, now),
                 })
                 .count();
+            if kind == CountKind::Del && core.repl.is_active() {
+                let keys = keys.iter().map(Vec::as_slice).collect();
+                *gate = replicate(core, &Command::Del { keys }, now);
+            }
             RemoteReply::Count(n as i64)
         }
         RemoteOp::MSet { pairs } => {
@@ -206,19 +264,33 @@ pub fn run_remote(core: &mut CoreState, op: RemoteOp, now: u64) -> RemoteReply {
                     return RemoteReply::Failed(e.to_string());
                 }
             }
+            if core.repl.is_active() {
+                let pairs = pairs
+                    .iter()
+                    .map(|(k, v)| (k.as_slice(), v.as_slice()))
+                    .collect();
+                *gate = replicate(core, &Command::MSet { pairs }, now);
+            }
             RemoteReply::Done
         }
         RemoteOp::Flush => {
             core.shard.flush();
+            *gate = replicate(core, &Command::Flush, now);
             RemoteReply::Done
         }
         RemoteOp::InvalidatePrefix(p) => {
             core.shard.invalidate_prefix(&p);
+            *gate = replicate(core, &Command::InvalidatePrefix { prefix: &p }, now);
             RemoteReply::Done
         }
         RemoteOp::InvalidateTag(t) => {
             core.shard.invalidate_tag(&t);
+            *gate = replicate(core, &Command::InvalidateTag { tag: &t }, now);
             RemoteReply::Done
+        }
+        RemoteOp::Digest => {
+            let (n, d) = core.shard.digest(now);
+            RemoteReply::Digest(n, d)
         }
         RemoteOp::Stats => {
             let (f, s) = core_stats(core);
@@ -234,6 +306,7 @@ pub fn broadcast_op(cmd: &Command<'_>) -> Option<RemoteOp> {
         Command::InvalidatePrefix { prefix } => Some(RemoteOp::InvalidatePrefix(prefix.to_vec())),
         Command::InvalidateTag { tag } => Some(RemoteOp::InvalidateTag(tag.to_vec())),
         Command::Stats => Some(RemoteOp::Stats),
+        Command::Digest => Some(RemoteOp::Digest),
         _ => None,
     }
 }

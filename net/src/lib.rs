@@ -13,6 +13,9 @@ pub mod node;
 pub mod node_config;
 mod ordered_replies;
 pub mod read_buf;
+pub mod repl_link;
+pub mod repl_receiver;
+pub mod replication;
 pub mod routing;
 
 pub use balancer::{run_balancer, BalancerArgs};

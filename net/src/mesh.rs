@@ -14,6 +14,7 @@ use glommio::spawn_local;
 
 use crate::core_state::{now_ms, SharedCore};
 use crate::handover::{run_remote, RemoteOp, RemoteReply};
+use crate::replication::wait_gate;
 
 /// A request travelling between cores.
 #[derive(Debug)]
@@ -95,11 +96,27 @@ impl Mesh {
             let (mesh, core) = (mesh.clone(), core.clone());
             spawn_local(async move {
                 while let Some(req) = stream.recv().await {
-                    let reply = run_remote(&mut core.borrow_mut(), req.op, now_ms());
-                    let msg = MeshReply { id: req.id, reply };
-                    if mesh.replies.send_to(req.from, msg).await.is_err() {
-                        break;
-                    }
+                    let (reply, gate) = run_remote(&mut core.borrow_mut(), req.op, now_ms());
+                    let Some(gate) = gate else {
+                        let msg = MeshReply { id: req.id, reply };
+                        if mesh.replies.send_to(req.from, msg).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    };
+                    // The answer waits for replica acks: let later requests run meanwhile.
+                    let mesh = mesh.clone();
+                    spawn_local(async move {
+                        let reply = match wait_gate(gate).await {
+                            Ok(()) => reply,
+                            Err(msg) => RemoteReply::Failed(msg),
+                        };
+                        let _ = mesh
+                            .replies
+                            .send_to(req.from, MeshReply { id: req.id, reply })
+                            .await;
+                    })
+                    .detach();
                 }
             })
             .detach();

@@ -15,7 +15,7 @@ use glommio::{spawn_local, timer::sleep, LocalExecutorBuilder, Placement};
 use tracing::{debug, info, warn};
 
 use crate::connection::{serve, ConnContext};
-use crate::core_state::{now_ms, CoreState, SharedCore};
+use crate::core_state::{now_ms, CoreProgress, CoreState, SharedCore};
 use crate::mesh::{Mesh, MeshBuilders};
 use crate::node_config::NodeConfig;
 
@@ -106,9 +106,11 @@ pub fn run_node(cfg: NodeConfig, stop: StopFlag) -> anyhow::Result<()> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<usize, String>>();
     let mut handles = Vec::with_capacity(n);
     let mut map_senders = Vec::new();
+    let progress: Vec<Arc<CoreProgress>> = (0..n).map(|_| Arc::default()).collect();
     for (i, &cpu) in cfg.cpus.iter().enumerate() {
         let (cfg, stop, meshes, ready) =
             (cfg.clone(), stop.clone(), meshes.clone(), ready_tx.clone());
+        let progress = progress.clone();
         let maps = cfg.cluster.is_some().then(|| {
             let (tx, rx) = futures_channel::mpsc::unbounded();
             map_senders.push(tx);
@@ -122,7 +124,8 @@ pub fn run_node(cfg: NodeConfig, stop: StopFlag) -> anyhow::Result<()> {
         let handle = builder
             .spawn(move || async move {
                 let failed = ready.clone();
-                if let Err(e) = core_main(i, cfg, node_id, meshes, stop.clone(), ready, maps).await {
+                let run = core_main(i, cfg, node_id, meshes, stop.clone(), ready, maps, progress);
+                if let Err(e) = run.await {
                     let _ = failed.send(Err(format!("{e:#}")));
                     stop.stop();
                 }
@@ -171,6 +174,7 @@ pub fn run_node(cfg: NodeConfig, stop: StopFlag) -> anyhow::Result<()> {
                 cfg.port,
                 cfg.core_ports.clone(),
                 map_senders,
+                progress,
                 stop.clone(),
             )?)
         }
@@ -188,6 +192,7 @@ pub fn run_node(cfg: NodeConfig, stop: StopFlag) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn core_main(
     index: usize,
     cfg: NodeConfig,
@@ -196,9 +201,15 @@ async fn core_main(
     stop: StopFlag,
     ready: mpsc::Sender<Result<usize, String>>,
     maps: Option<futures_channel::mpsc::UnboundedReceiver<Arc<crate::cluster_link::NodeView>>>,
+    progress: Vec<Arc<CoreProgress>>,
 ) -> anyhow::Result<()> {
     let make_core = |id: usize| -> SharedCore {
-        Rc::new(RefCell::new(CoreState::new(id as u32, &cfg, node_id)))
+        let mut core = CoreState::new(id as u32, &cfg, node_id);
+        if let Some(p) = progress.get(id) {
+            core.progress = p.clone();
+        }
+        core.publish_progress();
+        Rc::new(RefCell::new(core))
     };
     let (mesh, core) = match meshes {
         Some(b) => {
@@ -230,7 +241,9 @@ async fn core_main(
         spawn_local(async move {
             use futures_lite::StreamExt;
             while let Some(view) = rx.next().await {
+                let previous = core.borrow().cluster.as_ref().and_then(|v| v.group);
                 core.borrow_mut().cluster = Some(view);
+                crate::repl_link::on_map(&core, previous);
             }
         })
     });
@@ -242,7 +255,11 @@ async fn core_main(
     while !stop.is_stopped() {
         sleep(cfg.tick).await;
         let t = Instant::now();
-        core.borrow_mut().shard.advance(now_ms(), TICK_BUDGET);
+        let now = now_ms();
+        let mut c = core.borrow_mut();
+        c.shard.advance(now, TICK_BUDGET);
+        c.repl.expire_waits(now);
+        drop(c);
         max_tick = max_tick.max(t.elapsed());
     }
     debug!(core = id, ?max_tick, "core stopping");

@@ -70,8 +70,20 @@ pub struct NodeArgs {
     #[arg(long, env = "RINGCACHE_GROUP")]
     pub group: Option<u32>,
     /// Milliseconds between heartbeats to the balancer (keep it equal to the balancer's).
-    #[arg(long, env = "RINGCACHE_HEARTBEAT_MS", default_value_t = 200)]
+    #[arg(long, env = "RINGCACHE_HEARTBEAT_MS", default_value_t = 100)]
     pub heartbeat_ms: u64,
+    /// Replica acks a write waits for before the client is answered: `all` live replicas,
+    /// a `quorum` of the group, or `one` (the primary alone).
+    #[arg(long, env = "RINGCACHE_WRITE_ACK", default_value = "all")]
+    pub write_ack: ringcache_cluster::replication::WriteAck,
+    /// Bytes of recent writes a primary keeps (split over its cores) so a replica back from a
+    /// short outage gets only what it missed instead of a full copy (k, m, g suffixes).
+    #[arg(long, env = "RINGCACHE_REPL_BACKLOG", default_value = "64m", value_parser = parse_size)]
+    pub repl_backlog: usize,
+    /// Milliseconds a write waits for its replica acks before the client gets an error
+    /// (a replica that stays silent longer is normally declared dead well before).
+    #[arg(long, env = "RINGCACHE_REPL_TIMEOUT_MS", default_value_t = 5000)]
+    pub repl_timeout_ms: u64,
     /// Host the balancer and clients reach this node at (default: --bind).
     #[arg(long, env = "RINGCACHE_ADVERTISE")]
     pub advertise: Option<String>,
@@ -128,6 +140,12 @@ pub struct NodeConfig {
     pub spin: Option<Duration>,
     pub tick: Duration,
     pub cluster: Option<crate::cluster_link::LinkConfig>,
+    /// Replica acks per write.
+    pub write_ack: ringcache_cluster::replication::WriteAck,
+    /// Replication backlog bytes per core.
+    pub repl_backlog_per_core: usize,
+    /// Longest wait for replica acks.
+    pub repl_timeout: Duration,
 }
 
 impl NodeConfig {
@@ -206,6 +224,9 @@ impl NodeConfig {
                     heartbeat: Duration::from_millis(a.heartbeat_ms.max(1)),
                     host: a.advertise.clone().unwrap_or_else(|| a.bind.to_string()),
                 }),
+            write_ack: a.write_ack,
+            repl_backlog_per_core: a.repl_backlog / cpus.len(),
+            repl_timeout: Duration::from_millis(a.repl_timeout_ms.max(1)),
             cpus,
         })
     }

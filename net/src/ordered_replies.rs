@@ -18,6 +18,12 @@ pub(crate) enum Slot {
         rx: oneshot::Receiver<RemoteReply>,
         to: ReplyTo,
     },
+    /// A write's encoded reply, sent once its replica acks arrive (else an error).
+    Gated {
+        gate: crate::replication::Gate,
+        reply: BytesMut,
+        to: ReplyTo,
+    },
 }
 
 /// Keeps replies in request order while handovers are in flight: once one is pending, later
@@ -38,6 +44,12 @@ impl Ordered {
         while let Some(slot) = self.slots.pop_front() {
             match slot {
                 Slot::Local(len) => out.extend_from_slice(&self.side.split_to(len)),
+                Slot::Gated { gate, reply, to } => {
+                    match crate::replication::wait_gate(gate).await {
+                        Ok(()) => out.extend_from_slice(&reply),
+                        Err(msg) => to.encode(out, &Response::error(ErrorKind::Busy, msg)),
+                    }
+                }
                 Slot::Remote { rx, to } => match rx.await {
                     Ok(RemoteReply::Encoded(bytes)) => out.extend_from_slice(&bytes),
                     Ok(other) => to.encode(out, &failed(other)),

@@ -67,7 +67,8 @@ pub fn plan(cmd: &Command<'_>, me: u32, cores: u32) -> Plan {
         Command::Flush
         | Command::InvalidatePrefix { .. }
         | Command::InvalidateTag { .. }
-        | Command::Stats => Plan::Broadcast,
+        | Command::Stats
+        | Command::Digest => Plan::Broadcast,
         _ => Plan::Session,
     }
 }

@@ -152,6 +152,9 @@ pub enum Command<'a> {
     },
     /// Counters (`STATS`, `INFO [section]`).
     Stats,
+    /// Per-core entry count and digest of the live data (`DIGEST`): equal on two members
+    /// exactly when they hold the same data.
+    Digest,
     /// The node's core/port layout (`TOPOLOGY`).
     Topology,
     /// Protocol negotiation (`HELLO [version [AUTH user pass] [SETNAME name]]`).
@@ -224,6 +227,7 @@ impl<'a> Command<'a> {
             Command::InvalidatePrefix { .. } => Opcode::InvalidatePrefix,
             Command::InvalidateTag { .. } => Opcode::InvalidateTag,
             Command::Stats => Opcode::Stats,
+            Command::Digest => Opcode::Digest,
             Command::Topology => Opcode::Topology,
             Command::Hello { .. } => Opcode::Hello,
             Command::Auth { .. } => Opcode::Auth,
@@ -311,6 +315,7 @@ impl<'a> Command<'a> {
             Command::ClientSetName { name } => check("name", name.len(), limits.max_key),
             Command::Flush
             | Command::Stats
+            | Command::Digest
             | Command::Topology
             | Command::CommandDocs
             | Command::Quit

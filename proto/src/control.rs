@@ -17,8 +17,25 @@ pub const CLUSTER_LEAVE: u8 = 0x43;
 /// Subscribe to map changes (empty body): the connection then receives a reply frame with the
 /// current map, and another after every change; nothing more is read from it.
 pub const CLUSTER_SUBSCRIBE: u8 = 0x44;
+/// Leave the cluster handing this primary's ranges on first (body: the member id); sent by
+/// `ringcache cli cluster remove` to the balancer.
+pub const CLUSTER_REMOVE: u8 = 0x45;
 /// A reply to any control request (body: the control reply).
 pub const CLUSTER_REPLY: u8 = 0xc0;
+
+/// Opens a replication stream, primary core to replica core (body: the stream hello); the
+/// replica answers a response frame with the same opcode (body: its position on the stream).
+pub const REPL_HELLO: u8 = 0x48;
+/// One replicated operation (request id: its stream sequence, 0 for copied entries; body: the
+/// operation).
+pub const REPL_OP: u8 = 0x49;
+/// A full copy begins: the replica clears what the stream covers (request id: the sequence the
+/// copy starts from).
+pub const REPL_RESET: u8 = 0x4a;
+/// The replica now holds the stream whole up to the request id (catch-up finished).
+pub const REPL_SYNCED: u8 = 0x4b;
+/// Replica to primary, response flag set: everything up to the request id is applied.
+pub const REPL_ACK: u8 = 0x4c;
 
 /// Whether a request opcode is a control opcode.
 pub fn is_control(opcode: u8) -> bool {

@@ -161,6 +161,7 @@ fn encode_request_body(out: &mut BytesMut, cmd: &Command<'_>) -> Result<(), Enco
         Command::Select { db } => ser(out, db),
         Command::Flush
         | Command::Stats
+        | Command::Digest
         | Command::Topology
         | Command::CommandDocs
         | Command::Quit
@@ -276,6 +277,7 @@ pub fn decode_request<'a>(
         },
         Opcode::Flush => unit(o, body, Command::Flush)?,
         Opcode::Stats => unit(o, body, Command::Stats)?,
+        Opcode::Digest => unit(o, body, Command::Digest)?,
         Opcode::Topology => unit(o, body, Command::Topology)?,
         Opcode::CommandDocs => unit(o, body, Command::CommandDocs)?,
         Opcode::Quit => unit(o, body, Command::Quit)?,

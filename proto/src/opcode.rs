@@ -85,6 +85,8 @@ byte_enum! {
         ClientSetInfo = 0x19,
         /// CLIENT SETNAME.
         ClientSetName = 0x1a,
+        /// DIGEST.
+        Digest = 0x1b,
     }
 }
 

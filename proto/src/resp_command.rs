@@ -277,6 +277,10 @@ where
         }
         b"COMMAND" => Command::CommandDocs,
         b"QUIT" => Command::Quit,
+        b"DIGEST" => {
+            a("digest").exact(1)?;
+            Command::Digest
+        }
         b"SELECT" => {
             let a = a("select");
             a.exact(2)?;

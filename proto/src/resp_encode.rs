@@ -362,6 +362,7 @@ fn for_each_arg<'c>(cmd: &Command<'c>, f: &mut dyn FnMut(Arg<'c>)) {
             .for_each(f),
         Command::CommandDocs => [B(b"COMMAND"), B(b"DOCS")].into_iter().for_each(f),
         Command::Quit => f(B(b"QUIT")),
+        Command::Digest => f(B(b"DIGEST")),
         Command::Select { db } => [B(b"SELECT"), U(u64::from(*db))].into_iter().for_each(f),
         Command::ClientSetInfo => [B(b"CLIENT"), B(b"SETINFO"), B(b"LIB-NAME"), B(b"ringcache")]
             .into_iter()

@@ -1,0 +1,177 @@
+//! The replica side of a replication stream: a connection that opened with a stream hello is
+//! served here. Operations are applied when their version is newer (so arrival order does not
+//! matter), positions are kept per stream, and one cumulative ack goes back per read batch.
+
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use ringcache_cluster::replication::{decode_op, ReplOp, StreamHello};
+use ringcache_cluster::{core_for_key, decode_body, encode_body};
+use ringcache_proto::control::{
+    encode_control, REPL_ACK, REPL_HELLO, REPL_OP, REPL_RESET, REPL_SYNCED,
+};
+use ringcache_proto::{decode_frame, Limits};
+use tracing::{debug, info, warn};
+
+use crate::connection::ConnContext;
+use crate::core_state::{now_ms, CoreState};
+use crate::read_buf::ReadBuf;
+
+/// Serves a replication stream until the primary goes away or sends garbage.
+pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext>) {
+    let _ = stream.set_read_timeout(None);
+    let limits = Limits {
+        max_frame: ctx.cfg.limits.max_frame + 64 * 1024,
+        ..ctx.cfg.limits
+    };
+    let mut hello: Option<StreamHello> = None;
+    let mut out = BytesMut::new();
+    let (mut acked, mut last) = (0u64, 0u64);
+    loop {
+        loop {
+            let buf = rbuf.data();
+            let f = match decode_frame(buf, &limits) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    warn!("replication stream sent a bad frame ({e}); closing it");
+                    return finish(&ctx, hello.as_ref());
+                }
+            };
+            let (h, len) = (f.header, f.len());
+            let body = f.body(buf);
+            let mut core = ctx.core.borrow_mut();
+            let step = match (h.opcode, hello.as_ref()) {
+                (REPL_HELLO, _) => match decode_body::<StreamHello>(body) {
+                    Ok(hi) => {
+                        let pos = core.streams.hello(hi.stream);
+                        debug!(stream = hi.stream, ?pos, "replication stream hello");
+                        encode_control(&mut out, REPL_HELLO, true, 0, 0, &encode_body(&pos));
+                        hello = Some(hi);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+                (REPL_RESET, Some(hi)) => {
+                    let removed = clear_for(&mut core, hi);
+                    core.streams.reset(hi.stream);
+                    info!(
+                        stream = hi.stream,
+                        removed, "full copy from the primary begins"
+                    );
+                    Ok(())
+                }
+                (REPL_OP, Some(hi)) => match decode_op(body) {
+                    Ok(op) => {
+                        apply(&mut core, op, now_ms());
+                        if h.request_id > 0 {
+                            core.streams.applied(hi.stream, h.request_id);
+                            last = last.max(h.request_id);
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+                (REPL_SYNCED, Some(hi)) => {
+                    core.streams.synced(hi.stream, h.request_id);
+                    last = last.max(h.request_id);
+                    info!(
+                        stream = hi.stream,
+                        upto = h.request_id,
+                        "caught up with the primary"
+                    );
+                    Ok(())
+                }
+                (op, _) => Err(format!(
+                    "unexpected frame 0x{op:02x} on a replication stream"
+                )),
+            };
+            drop(core);
+            rbuf.consume(len);
+            if let Err(e) = step {
+                warn!("replication stream: {e}; closing it");
+                return finish(&ctx, hello.as_ref());
+            }
+        }
+        if last > acked {
+            encode_control(&mut out, REPL_ACK, true, last, 0, &[]);
+            acked = last;
+        }
+        ctx.core.borrow().publish_progress();
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                return finish(&ctx, hello.as_ref());
+            }
+            out.clear();
+        }
+        if ctx.shutdown.get() {
+            return finish(&ctx, hello.as_ref());
+        }
+        let spare = rbuf.spare(64 * 1024);
+        match stream.read(spare).await {
+            Ok(n) if n > 0 => rbuf.filled(n),
+            _ => return finish(&ctx, hello.as_ref()),
+        }
+    }
+}
+
+fn finish(ctx: &ConnContext, hello: Option<&StreamHello>) {
+    let mut core = ctx.core.borrow_mut();
+    if let Some(hi) = hello {
+        core.streams.disconnected(hi.stream);
+    }
+    core.publish_progress();
+}
+
+/// Drops what a full copy of `hi` replaces: this core's keys of that primary core.
+fn clear_for(core: &mut CoreState, hi: &StreamHello) -> usize {
+    if hi.primary_cores == core.cores {
+        let n = core.shard.len();
+        core.shard.flush();
+        n
+    } else {
+        let (pc, pn) = (hi.primary_core, hi.primary_cores);
+        core.shard.remove_where(|k| core_for_key(k, pn) == pc)
+    }
+}
+
+/// Applies one replicated operation (newer versions win; the clock learns every version so a
+/// promoted replica stamps above what it holds).
+pub fn apply(core: &mut CoreState, op: ReplOp<'_>, now: u64) {
+    let res = match op {
+        ReplOp::Put {
+            key,
+            value,
+            version,
+            expires_at,
+            tags,
+        } => {
+            core.clock.observe(version);
+            let tags: Vec<&[u8]> = tags.iter().map(|t| t.0).collect();
+            core.shard
+                .apply_write(key, value, version, expires_at, &tags, now)
+                .map(drop)
+        }
+        ReplOp::Del { key, version } => {
+            core.clock.observe(version);
+            core.shard.apply_delete(key, version, now).map(drop)
+        }
+        ReplOp::InvalidatePrefix { prefix, cut } => {
+            core.shard.invalidate_prefix_at(prefix, cut);
+            Ok(())
+        }
+        ReplOp::InvalidateTag { tag, cut } => {
+            core.shard.invalidate_tag_at(tag, cut);
+            Ok(())
+        }
+        ReplOp::Flush => {
+            core.shard.flush();
+            Ok(())
+        }
+    };
+    if let Err(e) = res {
+        debug!("replicated write not applied here: {e}");
+    }
+}
