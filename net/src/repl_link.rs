@@ -214,9 +214,10 @@ pub fn on_map(core: &SharedCore, previous_group: Option<ringcache_cluster::Group
         _ => Vec::new(),
     };
     let is_primary = me.is_some_and(|m| m.role == Role::Primary);
-    if !is_primary && c.repl.links() > 0 {
+    if !is_primary && c.repl.is_active() {
         c.repl.stop_all();
     }
+    c.repl.set_recording(is_primary);
     let added = c.repl.set_replicas(&wanted);
     c.publish_progress();
     drop(c);

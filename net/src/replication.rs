@@ -107,6 +107,9 @@ pub struct Replicator {
     /// This core's stream id (new at every start).
     pub stream: u64,
     backlog: Backlog<Bytes>,
+    /// This core leads a group in a cluster: changes go to the backlog even while no replica
+    /// is connected, so one that returns gets only what it missed.
+    recording: bool,
     links: Vec<Rc<ReplLink>>,
     acks: AckTracker<oneshot::Sender<Result<(), String>>>,
     next_link: LinkId,
@@ -154,6 +157,7 @@ impl Replicator {
             timeout_ms,
             stream,
             backlog: Backlog::new(backlog_bytes),
+            recording: false,
             links: Vec::new(),
             acks: AckTracker::default(),
             next_link: 1,
@@ -162,10 +166,15 @@ impl Replicator {
         }
     }
 
-    /// Whether there are replicas to feed.
+    /// Whether changes are replicated (this core leads a group of a cluster).
     #[inline]
     pub fn is_active(&self) -> bool {
-        !self.links.is_empty()
+        self.recording
+    }
+
+    /// Starts or stops recording changes (on becoming or ceasing to be a primary).
+    pub fn set_recording(&mut self, on: bool) {
+        self.recording = on;
     }
 
     /// Replica links (connected or not).
@@ -278,6 +287,7 @@ impl Replicator {
 
     /// This core stopped being a primary: links close, waiting writes fail.
     pub fn stop_all(&mut self) {
+        self.recording = false;
         self.set_replicas(&[]);
         for tx in self.acks.drain() {
             let _ = tx.send(Err(
