@@ -166,7 +166,22 @@ enum CliCommand {
     Topology,
     /// Print the cluster map of the balancer at --port: epoch, shard groups with their
     /// members and key share, members with their ports, roles and states.
-    Cluster,
+    Cluster {
+        #[command(subcommand)]
+        action: Option<ClusterAction>,
+    },
+}
+
+/// What `cluster` does besides printing the map.
+#[derive(Subcommand, Debug)]
+enum ClusterAction {
+    /// Remove member ID (see `cluster` for ids): a primary first hands its key ranges on to
+    /// the other groups by streaming, then the ring switches and the node stops; a replica
+    /// leaves at once. The node may not join again.
+    Remove {
+        /// The member's id.
+        member: u64,
+    },
 }
 
 /// What `invalidate` drops.
@@ -228,13 +243,26 @@ pub fn run(args: CliArgs) -> anyhow::Result<()> {
     if let Some(pw) = &args.password {
         cfg = cfg.password(pw.clone());
     }
-    if matches!(args.command, CliCommand::Cluster) {
+    if let CliCommand::Cluster { action } = &args.command {
         let mut c = Client::connect_cluster_with(addr.as_str(), cfg).map_err(|e| match e {
             ClientError::Connect { .. } => {
                 anyhow::anyhow!("{e} — is `ringcache balancer` (or `ringcache local`) running?")
             }
             other => anyhow::anyhow!("{other} — is --port the balancer's port?"),
         })?;
+        if let Some(ClusterAction::Remove { member }) = action {
+            let map = c.remove_member(*member).map_err(explain)?;
+            println!(
+                "removing member {member}{}",
+                if map.moving.is_some() {
+                    ": its ranges are being streamed to the other groups"
+                } else {
+                    ""
+                }
+            );
+            print!("{}", ringcache_net::balancer::map_text(&map));
+            return Ok(());
+        }
         let map = c.refresh_map().map_err(explain)?;
         print!("{}", ringcache_net::balancer::map_text(map));
         return Ok(());
@@ -407,7 +435,7 @@ fn execute(c: &mut Client, cmd: CliCommand, out: &mut Vec<u8>) -> Result<(), Cli
                 line(out, format!("core {}: port {}", core.core, core.port));
             }
         }
-        CliCommand::Cluster => line(out, "use `ringcache cli --port BALANCER_PORT cluster`"),
+        CliCommand::Cluster { .. } => line(out, "use `ringcache cli --port BALANCER_PORT cluster`"),
     }
     Ok(())
 }

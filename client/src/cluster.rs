@@ -152,6 +152,31 @@ impl Client {
         self.cluster.as_ref().map(|c| &c.map)
     }
 
+    /// Asks the balancer to remove member `id` (a primary hands its ranges on to the other
+    /// groups first, then stops); returns the map as the removal left it (for a primary, with
+    /// the range move under way).
+    pub fn remove_member(&mut self, id: u64) -> Result<ClusterMap, ClientError> {
+        let reply_limits = self.reply_limits;
+        let body = ringcache_cluster::encode_body(&id);
+        let reply = self.conn(MAIN).and_then(|c| {
+            c.control(
+                ringcache_proto::control::CLUSTER_REMOVE,
+                &body,
+                &reply_limits,
+            )
+        })?;
+        match ringcache_cluster::decode_body::<ControlReply>(&reply) {
+            Ok(ControlReply::Map(Some(map))) => Ok(map),
+            Ok(ControlReply::Reject { reason }) => Err(ClientError::Protocol(format!(
+                "the balancer refused: {reason}"
+            ))),
+            Ok(other) => Err(ClientError::Protocol(format!(
+                "unexpected answer to a removal: {other:?}"
+            ))),
+            Err(e) => Err(ClientError::Protocol(e)),
+        }
+    }
+
     /// Fetches the cluster map from the balancer (also works on a client made with
     /// [`Client::connect`] to a balancer, which switches it to cluster mode).
     pub fn refresh_map(&mut self) -> Result<&ClusterMap, ClientError> {
@@ -431,6 +456,7 @@ mod tests {
                 replicas: vec![2, 3],
             }],
             ring: Ring::new(&[1], DEFAULT_VNODES),
+            moving: None,
         }
     }
 

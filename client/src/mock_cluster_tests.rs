@@ -119,6 +119,7 @@ fn map(
             replicas: replicas.to_vec(),
         }],
         ring: Ring::new(&[1], DEFAULT_VNODES),
+        moving: None,
     }
 }
 

@@ -15,6 +15,8 @@ pub struct Heartbeat {
     pub applied: u64,
     /// Whether it is caught up with its primary (primaries always are).
     pub ready: bool,
+    /// The last range move every core of it finished streaming (0: none).
+    pub moved: u64,
     /// The map epoch it holds (the balancer answers a newer map).
     pub epoch: u64,
 }
@@ -40,6 +42,8 @@ pub enum ControlReply {
     Map(Option<ClusterMap>),
     /// The balancer does not know this member (declared dead): join again.
     Rejoin,
+    /// An operator removed this member: it stops.
+    Removed,
 }
 
 /// Serialises a control body.

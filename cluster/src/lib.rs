@@ -7,13 +7,16 @@ pub mod control;
 mod hlc;
 mod map;
 mod membership;
+mod moves;
 mod placement;
 pub mod replication;
 mod ring;
 
 pub use control::{decode_body, encode_body, ControlReply, Heartbeat};
 pub use hlc::HybridClock;
-pub use map::{ClusterMap, Member, MemberId, MemberState, Role, Route, RouteError, ShardGroup};
+pub use map::{
+    ClusterMap, Member, MemberId, MemberState, RangeMove, Role, Route, RouteError, ShardGroup,
+};
 pub use membership::{Action, Event, JoinRequest, Membership, MembershipConfig};
 pub use placement::{core_for_hash, core_for_key, key_hash};
 pub use ring::{balance, GroupId, Ring, DEFAULT_VNODES};

@@ -82,8 +82,23 @@ pub enum RouteError {
     NoPrimary(GroupId),
 }
 
-/// The whole map. Invariant: `ring` holds exactly the ids of `groups`; every member named by a
-/// group is in `members` with that group.
+/// A change of ring in progress: every source primary streams the keys the new ring gives to
+/// another group, and the balancer switches to `next_ring` once all of them have.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeMove {
+    /// Identifies this move (a move that changes while running gets a new id, and the sources
+    /// start over).
+    pub id: u64,
+    /// The ring once the move is done.
+    pub next_ring: Ring,
+    /// Groups that receive ranges (new primaries), not on `ring` yet.
+    pub joining: Vec<GroupId>,
+    /// Groups handing all their ranges on, off `next_ring`.
+    pub leaving: Vec<GroupId>,
+}
+
+/// The whole map. Invariant: `ring` holds exactly the ids of `groups`, except those joining in
+/// `moving`; every member named by a group is in `members` with that group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterMap {
     /// Rises with every change; requests carry it so stale senders are told.
@@ -94,6 +109,9 @@ pub struct ClusterMap {
     pub groups: Vec<ShardGroup>,
     /// The ring over the groups.
     pub ring: Ring,
+    /// A range move in progress.
+    #[serde(default)]
+    pub moving: Option<RangeMove>,
 }
 
 impl Default for ClusterMap {
@@ -103,6 +121,7 @@ impl Default for ClusterMap {
             members: Vec::new(),
             groups: Vec::new(),
             ring: Ring::new(&[], DEFAULT_VNODES),
+            moving: None,
         }
     }
 }
@@ -155,9 +174,14 @@ impl ClusterMap {
         })
     }
 
-    /// Rebuilds the ring from the groups (after groups were added or removed).
+    /// Rebuilds the ring from the groups that are not joining.
     pub(crate) fn rebuild_ring(&mut self) {
-        let ids: Vec<GroupId> = self.groups.iter().map(|g| g.id).collect();
+        let ids: Vec<GroupId> = self
+            .groups
+            .iter()
+            .map(|g| g.id)
+            .filter(|g| !self.moving.as_ref().is_some_and(|m| m.joining.contains(g)))
+            .collect();
         self.ring = Ring::new(&ids, self.ring.vnodes());
     }
 }

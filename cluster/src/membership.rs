@@ -49,12 +49,16 @@ pub enum Event {
     /// A node asks to join.
     Join(JoinRequest),
     /// A member is alive; `applied` is its replication position (writes applied) and `ready`
-    /// says whether it is caught up (only caught-up replicas are promoted while one exists).
+    /// says whether it is caught up (only caught-up replicas are promoted while one exists);
+    /// `moved` is the last range move it finished streaming (0: none).
     Heartbeat {
         member: MemberId,
         applied: u64,
         ready: bool,
+        moved: u64,
     },
+    /// An operator removes a member: a primary hands its ranges on first, then leaves.
+    Remove { member: MemberId },
     /// Time passes; dead members are found here.
     Tick,
     /// A member leaves on purpose.
@@ -80,17 +84,28 @@ pub enum Action {
     /// A heartbeat came from a member the map does not know (it was declared dead): it must
     /// join again.
     Rejoin { member: MemberId },
+    /// A heartbeat came from a member an operator removed: it must stop.
+    Removed { member: MemberId },
+    /// A range move started (or restarted with a new id).
+    MoveStarted { id: u64 },
+    /// A range move finished: the ring switched.
+    MoveDone { id: u64 },
 }
 
 /// The membership state machine.
 #[derive(Clone, Debug)]
 pub struct Membership {
     config: MembershipConfig,
-    map: ClusterMap,
-    last_seen: HashMap<MemberId, u64>,
+    pub(crate) map: ClusterMap,
+    pub(crate) last_seen: HashMap<MemberId, u64>,
     applied: HashMap<MemberId, (bool, u64)>,
     /// The group each address last belonged to, so a node that comes back rejoins it.
-    former: HashMap<(String, u16), GroupId>,
+    pub(crate) former: HashMap<(String, u16), GroupId>,
+    /// Addresses an operator removed: they may not join again.
+    pub(crate) removed: HashMap<(String, u16), MemberId>,
+    /// Source primaries that finished the current move.
+    pub(crate) moved: HashMap<MemberId, u64>,
+    pub(crate) next_move: u64,
     next_member: MemberId,
     next_group: GroupId,
 }
@@ -104,6 +119,9 @@ impl Membership {
             last_seen: HashMap::new(),
             applied: HashMap::new(),
             former: HashMap::new(),
+            removed: HashMap::new(),
+            moved: HashMap::new(),
+            next_move: 1,
             next_member: 1,
             next_group: 1,
         }
@@ -122,20 +140,27 @@ impl Membership {
                 member,
                 applied,
                 ready,
+                moved,
             } => {
                 if self.map.member(member).is_none() {
+                    if self.removed.values().any(|&m| m == member) {
+                        return vec![Action::Removed { member }];
+                    }
                     return vec![Action::Rejoin { member }];
                 }
                 self.last_seen.insert(member, now);
                 self.applied.insert(member, (ready, applied));
-                Vec::new()
+                self.moved.insert(member, moved);
+                self.check_move()
             }
+            Event::Remove { member } => self.operator_remove(member),
             Event::Tick => self.tick(now),
             Event::Leave { member } => {
                 if self.map.member(member).is_none() {
                     return Vec::new();
                 }
                 let mut actions = self.remove(member);
+                actions.extend(self.restart_move());
                 actions.push(Action::PublishMap);
                 self.map.epoch += 1;
                 actions
@@ -147,6 +172,17 @@ impl Membership {
         if req.core_ports.is_empty() {
             return vec![Action::Reject {
                 reason: "a member needs at least one core port".into(),
+            }];
+        }
+        if self
+            .removed
+            .contains_key(&(req.host.clone(), req.main_port))
+        {
+            return vec![Action::Reject {
+                reason: format!(
+                    "{}:{} was removed from the cluster by an operator",
+                    req.host, req.main_port
+                ),
             }];
         }
         let duplicate = self
@@ -182,7 +218,9 @@ impl Membership {
                     primary: Some(id),
                     replicas: Vec::new(),
                 });
-                self.map.rebuild_ring();
+                if let Some(a) = self.add_group(g) {
+                    actions.push(a);
+                }
                 (Some(g), MemberState::Active)
             }
             Role::Replica => match self.place_replica(req.group, req.core_ports.len()) {
@@ -257,7 +295,7 @@ impl Membership {
 
     /// Gives waiting replicas to groups: first as primary of a group that lost its primary
     /// with nobody to promote, then as replicas of the groups with the fewest.
-    fn assign_waiting(&mut self) -> Vec<Action> {
+    pub(crate) fn assign_waiting(&mut self) -> Vec<Action> {
         let mut actions = Vec::new();
         let waiting: Vec<MemberId> = self
             .map
@@ -326,13 +364,15 @@ impl Membership {
             actions.push(Action::Dead { member: id });
             actions.extend(self.remove(id));
         }
+        // The sources may have changed (a promoted primary holds no stream state): start over.
+        actions.extend(self.restart_move());
         self.map.epoch += 1;
         actions.push(Action::PublishMap);
         actions
     }
 
     /// Takes `id` out of the map, promoting the most up-to-date replica if it led a group.
-    fn remove(&mut self, id: MemberId) -> Vec<Action> {
+    pub(crate) fn remove(&mut self, id: MemberId) -> Vec<Action> {
         let mut actions = Vec::new();
         let group = self.map.member(id).and_then(|m| m.group);
         if let (Some(m), Some(g)) = (self.map.member(id), group) {

@@ -107,6 +107,8 @@ pub struct StreamHello {
     pub primary_cores: u32,
     /// The group the stream belongs to.
     pub group: u32,
+    /// A range move, not replication: the receiver keeps its own data and answers no position.
+    pub moving: bool,
 }
 
 /// The replica's answer to [`StreamHello`]: the last sequence it holds of that stream, if it

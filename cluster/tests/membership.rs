@@ -34,13 +34,33 @@ fn welcomed(actions: &[Action]) -> u64 {
 }
 
 fn check_invariants(map: &ClusterMap) {
-    let mut ring_groups: Vec<u32> = map.groups.iter().map(|g| g.id).collect();
+    let joining: &[u32] = map.moving.as_ref().map_or(&[], |mv| &mv.joining);
+    let mut ring_groups: Vec<u32> = map
+        .groups
+        .iter()
+        .map(|g| g.id)
+        .filter(|g| !joining.contains(g))
+        .collect();
     ring_groups.sort_unstable();
     assert_eq!(
         map.ring.groups(),
         &ring_groups[..],
         "ring and groups disagree"
     );
+    if let Some(mv) = &map.moving {
+        let mut next: Vec<u32> = map
+            .groups
+            .iter()
+            .map(|g| g.id)
+            .filter(|g| !mv.leaving.contains(g))
+            .collect();
+        next.sort_unstable();
+        assert_eq!(
+            mv.next_ring.groups(),
+            &next[..],
+            "next ring and groups disagree"
+        );
+    }
     for g in &map.groups {
         for id in g.primary.iter().chain(g.replicas.iter()) {
             let m = map.member(*id).expect("group names a missing member");
@@ -72,10 +92,14 @@ fn primaries_create_groups_and_replicas_spread_over_them() {
     for p in [1100, 2100, 3100] {
         m.handle(join(p, Role::Replica, None), 0);
     }
+    // The first primary streams the ranges of the two that joined after it.
+    let id = move_id(&m);
+    m.handle(beat(1, id), 0);
     let map = m.map();
     assert_eq!(map.groups.len(), 3);
+    assert_eq!(map.ring.groups(), &[1, 2, 3]);
     assert!(map.groups.iter().all(|g| g.replicas.len() == 1));
-    assert_eq!(map.epoch, 6);
+    assert_eq!(map.epoch, 7);
     check_invariants(map);
     let route = map.route(b"some key").expect("route");
     assert_eq!(route.member.role, Role::Primary);
@@ -112,6 +136,7 @@ fn a_silent_primary_is_replaced_by_its_most_up_to_date_replica() {
                 member: r1,
                 applied: 10,
                 ready: true,
+                moved: 0,
             },
             t,
         );
@@ -120,6 +145,7 @@ fn a_silent_primary_is_replaced_by_its_most_up_to_date_replica() {
                 member: r2,
                 applied: 12,
                 ready: true,
+                moved: 0,
             },
             t,
         );
@@ -143,6 +169,7 @@ fn a_silent_primary_is_replaced_by_its_most_up_to_date_replica() {
                 member: p,
                 applied: 0,
                 ready: true,
+                moved: 0,
             },
             302
         ),
@@ -189,6 +216,7 @@ enum Step {
     Join(u16, bool, Option<u32>),
     Beat(u64, u64),
     Leave(u64),
+    Remove(u64),
     Advance(u64),
 }
 
@@ -198,6 +226,7 @@ proptest! {
         (0u16..20, any::<bool>(), prop::option::of(1u32..4)).prop_map(|(p, primary, g)| Step::Join(p, primary, g)),
         (1u64..20, 0u64..100).prop_map(|(m, a)| Step::Beat(m, a)),
         (1u64..20).prop_map(Step::Leave),
+        (1u64..20).prop_map(Step::Remove),
         (1u64..400).prop_map(Step::Advance),
     ], 1..80)) {
         let mut m = Membership::new(config());
@@ -209,8 +238,16 @@ proptest! {
                     let role = if primary { Role::Primary } else { Role::Replica };
                     m.handle(join(1000 + p * 10, role, g), now);
                 }
-                Step::Beat(id, applied) => { m.handle(Event::Heartbeat { member: id, applied, ready: true }, now); }
+                Step::Beat(id, applied) => {
+                    // Half the beats report the running move as done.
+                    let moved = match &m.map().moving {
+                        Some(mv) if applied % 2 == 0 => mv.id,
+                        _ => 0,
+                    };
+                    m.handle(Event::Heartbeat { member: id, applied, ready: true, moved }, now);
+                }
                 Step::Leave(id) => { m.handle(Event::Leave { member: id }, now); }
+                Step::Remove(id) => { m.handle(Event::Remove { member: id }, now); }
                 Step::Advance(dt) => { now += dt; m.handle(Event::Tick, now); }
             }
             prop_assert!(m.map().epoch >= epoch);
@@ -232,6 +269,7 @@ fn a_returning_node_rejoins_its_former_group_as_replica() {
                 member: r,
                 applied: 1,
                 ready: true,
+                moved: 0,
             },
             t,
         );
@@ -261,10 +299,101 @@ fn a_caught_up_replica_is_promoted_before_a_fuller_one_still_copying() {
             member,
             applied,
             ready,
+            moved: 0,
         };
         m.handle(beat(r1, 5, true), t);
         m.handle(beat(r2, 50, false), t);
         m.handle(Event::Tick, t);
     }
     assert_eq!(m.map().group(1).and_then(|g| g.primary), Some(r1));
+}
+
+fn beat(member: u64, moved: u64) -> Event {
+    Event::Heartbeat {
+        member,
+        applied: 0,
+        ready: true,
+        moved,
+    }
+}
+
+fn move_id(m: &Membership) -> u64 {
+    m.map()
+        .moving
+        .as_ref()
+        .map(|mv| mv.id)
+        .expect("a move runs")
+}
+
+#[test]
+fn a_primary_joining_a_populated_ring_waits_for_its_ranges() {
+    let mut m = Membership::new(config());
+    let p1 = welcomed(&m.handle(join(1000, Role::Primary, None), 0));
+    assert_eq!(m.map().ring.groups(), &[1]);
+    let p2 = welcomed(&m.handle(join(1100, Role::Primary, None), 0));
+    // Group 2 exists but owns nothing until group 1 streamed its ranges.
+    assert_eq!(m.map().ring.groups(), &[1]);
+    assert_eq!(m.map().groups.len(), 2);
+    let id = move_id(&m);
+    assert_eq!(m.map().moving.as_ref().unwrap().joining, vec![2]);
+    // A third primary joins meanwhile: the move restarts with both.
+    let p3 = welcomed(&m.handle(join(1200, Role::Primary, None), 0));
+    let id2 = move_id(&m);
+    assert!(id2 > id);
+    assert!(
+        m.handle(beat(p1, id), 10).is_empty(),
+        "an old move id does not count"
+    );
+    assert!(
+        m.handle(beat(p2, id2), 10).is_empty(),
+        "joining groups are no sources"
+    );
+    let epoch = m.map().epoch;
+    let actions = m.handle(beat(p1, id2), 20);
+    assert!(actions.contains(&Action::MoveDone { id: id2 }));
+    assert!(actions.contains(&Action::PublishMap));
+    assert!(m.map().epoch > epoch);
+    assert_eq!(m.map().ring.groups(), &[1, 2, 3]);
+    assert!(m.map().moving.is_none());
+    let _ = p3;
+    check_invariants(m.map());
+}
+
+#[test]
+fn an_operator_removes_a_primary_after_it_hands_its_ranges_on() {
+    let mut m = Membership::new(config());
+    let p1 = welcomed(&m.handle(join(1000, Role::Primary, None), 0));
+    let p2 = welcomed(&m.handle(join(1100, Role::Primary, None), 0));
+    let id = move_id(&m);
+    m.handle(beat(p1, id), 10);
+    let r2 = welcomed(&m.handle(join(1200, Role::Replica, Some(2)), 10));
+    assert_eq!(m.map().ring.groups(), &[1, 2]);
+    let actions = m.handle(Event::Remove { member: p2 }, 20);
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::MoveStarted { .. })));
+    let id = move_id(&m);
+    assert_eq!(m.map().ring.groups(), &[1, 2], "no flip before the streams");
+    m.handle(beat(p1, id), 30);
+    assert!(m.map().moving.is_some(), "the leaving group streams too");
+    m.handle(beat(p2, id), 30);
+    assert!(m.map().moving.is_none());
+    assert_eq!(m.map().ring.groups(), &[1]);
+    assert!(m.map().member(p2).is_none());
+    // Its replica serves group 1 now; the removed node may not come back.
+    assert_eq!(m.map().member(r2).and_then(|x| x.group), Some(1));
+    assert_eq!(
+        m.handle(beat(p2, id), 40),
+        vec![Action::Removed { member: p2 }]
+    );
+    assert!(matches!(
+        m.handle(join(1100, Role::Primary, None), 50).as_slice(),
+        [Action::Reject { .. }]
+    ));
+    // The last group cannot leave.
+    assert!(matches!(
+        m.handle(Event::Remove { member: p1 }, 60).as_slice(),
+        [Action::Reject { .. }]
+    ));
+    check_invariants(m.map());
 }

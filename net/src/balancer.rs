@@ -120,6 +120,9 @@ impl Control {
                 Action::Welcome { member, group } => info!(member, ?group, "member joined"),
                 Action::Reject { reason } => warn!(%reason, "join refused"),
                 Action::Rejoin { member } => debug!(member, "unknown member told to rejoin"),
+                Action::Removed { member } => info!(member, "removed member told to stop"),
+                Action::MoveStarted { id } => info!(id, "range move started"),
+                Action::MoveDone { id } => info!(id, "range move done: the ring switched"),
             }
         }
         actions
@@ -680,6 +683,13 @@ pub fn map_text(map: &ClusterMap) -> String {
             share * 100.0
         );
     }
+    if let Some(mv) = &map.moving {
+        let _ = writeln!(
+            s,
+            "range move {} under way: joining {:?} leaving {:?}",
+            mv.id, mv.joining, mv.leaving
+        );
+    }
     for m in &map.members {
         let _ = writeln!(
             s,
@@ -744,9 +754,13 @@ fn control_locked(st: &mut Control, opcode: u8, body: &[u8]) -> ControlReply {
                 member: hb.member,
                 applied: hb.applied,
                 ready: hb.ready,
+                moved: hb.moved,
             });
             if actions.iter().any(|a| matches!(a, Action::Rejoin { .. })) {
                 return ControlReply::Rejoin;
+            }
+            if actions.iter().any(|a| matches!(a, Action::Removed { .. })) {
+                return ControlReply::Removed;
             }
             if hb.epoch < st.map.epoch {
                 ControlReply::Map(Some((*st.map).clone()))
@@ -755,6 +769,20 @@ fn control_locked(st: &mut Control, opcode: u8, body: &[u8]) -> ControlReply {
             }
         }
         control::CLUSTER_MAP => ControlReply::Map(Some((*st.map).clone())),
+        control::CLUSTER_REMOVE => match decode_body::<u64>(body) {
+            Ok(member) => {
+                info!(member, "operator removes a member");
+                let actions = st.handle(Event::Remove { member });
+                match actions.into_iter().find_map(|a| match a {
+                    Action::Reject { reason } => Some(reason),
+                    _ => None,
+                }) {
+                    Some(reason) => ControlReply::Reject { reason },
+                    None => ControlReply::Map(Some((*st.map).clone())),
+                }
+            }
+            Err(reason) => ControlReply::Reject { reason },
+        },
         control::CLUSTER_LEAVE => match decode_body::<u64>(body) {
             Ok(member) => {
                 info!(member, "member leaves");

@@ -122,14 +122,24 @@ pub fn spawn_link(
 
 /// The node's replication position (operations applied over all cores) and whether every
 /// core serves reads.
-fn position(progress: &[Arc<CoreProgress>]) -> (u64, bool) {
+fn position(progress: &[Arc<CoreProgress>]) -> (u64, bool, u64) {
     use std::sync::atomic::Ordering;
     let applied = progress
         .iter()
         .map(|p| p.applied.load(Ordering::Relaxed))
         .sum();
     let ready = progress.iter().all(|p| p.ready.load(Ordering::Relaxed));
-    (applied, ready)
+    // A range move is done on this node once every core finished the same one.
+    let moved: Vec<u64> = progress
+        .iter()
+        .map(|p| p.moved.load(Ordering::Relaxed))
+        .collect();
+    let moved = if moved.windows(2).all(|w| w[0] == w[1]) {
+        moved.first().copied().unwrap_or(0)
+    } else {
+        0
+    };
+    (applied, ready, moved)
 }
 
 fn run_link(
@@ -222,11 +232,12 @@ fn run_link(
             },
             Some(m) => {
                 epoch = lock(&known).epoch;
-                let (applied, ready) = position(progress);
+                let (applied, ready, moved) = position(progress);
                 let hb = encode_body(&Heartbeat {
                     member: m,
                     applied,
                     ready,
+                    moved,
                     epoch,
                 });
                 match ctl.call(control::CLUSTER_HEARTBEAT, &hb, epoch) {
@@ -237,6 +248,15 @@ fn run_link(
                             publish(map, m);
                         }
                         failing = false;
+                    }
+                    Ok(ControlReply::Removed) => {
+                        error!(
+                            member = m,
+                            "an operator removed this node from the cluster: stopping"
+                        );
+                        stop.stop();
+                        member = None;
+                        break;
                     }
                     Ok(ControlReply::Rejoin) => {
                         warn!(

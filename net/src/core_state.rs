@@ -55,6 +55,8 @@ pub struct CoreProgress {
     pub applied: AtomicU64,
     /// Whether the core serves reads (a primary, or a caught-up replica).
     pub ready: AtomicBool,
+    /// The last range move this core finished streaming.
+    pub moved: AtomicU64,
 }
 
 /// A core's state as its tasks share it.
@@ -140,6 +142,9 @@ impl CoreState {
         self.progress
             .ready
             .store(self.serves_reads(), Ordering::Relaxed);
+        self.progress
+            .moved
+            .store(self.repl.moved, Ordering::Relaxed);
     }
 }
 

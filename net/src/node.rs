@@ -241,9 +241,8 @@ async fn core_main(
         spawn_local(async move {
             use futures_lite::StreamExt;
             while let Some(view) = rx.next().await {
-                let previous = core.borrow().cluster.as_ref().and_then(|v| v.group);
-                core.borrow_mut().cluster = Some(view);
-                crate::repl_link::on_map(&core, previous);
+                let previous = core.borrow_mut().cluster.replace(view);
+                crate::repl_link::on_map(&core, previous.as_deref());
             }
         })
     });

@@ -12,7 +12,7 @@ use glommio::net::TcpStream;
 use glommio::{spawn_local, timer::sleep};
 use ringcache_cluster::replication::{StreamHello, StreamPosition};
 use ringcache_cluster::{decode_body, encode_body};
-use ringcache_proto::control::{encode_control, REPL_ACK, REPL_HELLO};
+use ringcache_proto::control::{encode_control, REPL_ACK, REPL_HELLO, REPL_SYNCED};
 use ringcache_proto::{decode_frame, Limits, FLAG_RESPONSE};
 use tracing::{debug, info};
 
@@ -67,6 +67,7 @@ async fn session(core: &SharedCore, link: &Rc<ReplLink>) -> std::io::Result<()> 
             primary_core: c.id,
             primary_cores: c.cores,
             group: c.cluster.as_ref().and_then(|v| v.group).unwrap_or(0),
+            moving: link.filter.is_some(),
         }
     };
     let mut out = BytesMut::new();
@@ -129,6 +130,11 @@ async fn write_loop(
             if st.broken {
                 return Err(invalid("the replica stopped acknowledging"));
             }
+            if st.drain && st.out.is_empty() {
+                // A finished range move: what it held is written; the receiver applies it.
+                st.closed = true;
+                return Ok(());
+            }
             std::mem::swap(&mut buf, &mut st.out);
         }
         if buf.is_empty() {
@@ -147,8 +153,14 @@ async fn read_acks(core: SharedCore, link: Rc<ReplLink>, mut stream: TcpStream, 
         loop {
             match decode_frame(&buf, &limits) {
                 Ok(Some(f)) => {
-                    if f.header.opcode == REPL_ACK {
-                        core.borrow_mut().repl.on_ack(link.id, f.header.request_id);
+                    match f.header.opcode {
+                        REPL_ACK => core.borrow_mut().repl.on_ack(link.id, f.header.request_id),
+                        REPL_SYNCED => {
+                            let mut c = core.borrow_mut();
+                            c.repl.on_copied(&link);
+                            c.publish_progress();
+                        }
+                        _ => {}
                     }
                     let len = f.len();
                     buf.drain(..len);
@@ -177,14 +189,17 @@ fn invalid(e: impl std::fmt::Display) -> std::io::Error {
 }
 
 /// After a new map reached this core: a primary opens links to its group's replicas (the same
-/// core index on each) and closes links to members gone; any other role closes them all. A
-/// node moved to another group forgets the old group's data.
-pub fn on_map(core: &SharedCore, previous_group: Option<ringcache_cluster::GroupId>) {
+/// core index on each) and closes links to members gone; any other role closes them all; a
+/// primary on the ring streams the keys a range move hands to other groups. A node moved to
+/// another group forgets the old group's data; after the ring changed, a member drops the keys
+/// its group no longer owns.
+pub fn on_map(core: &SharedCore, previous: Option<&crate::cluster_link::NodeView>) {
     use ringcache_cluster::{MemberState, Role};
     let mut c = core.borrow_mut();
     let Some(view) = c.cluster.clone() else {
         return;
     };
+    let previous_group = previous.and_then(|p| p.group);
     if previous_group.is_some() && view.group.is_some() && previous_group != view.group {
         info!(
             from = ?previous_group,
@@ -192,6 +207,19 @@ pub fn on_map(core: &SharedCore, previous_group: Option<ringcache_cluster::Group
             "moved to another shard group: dropping the old group's data"
         );
         c.shard.flush();
+    } else if let (Some(p), Some(g)) = (previous, view.group) {
+        if p.map.ring != view.map.ring && !view.map.ring.groups().is_empty() {
+            let ring = &view.map.ring;
+            let n = c
+                .shard
+                .remove_where(|k| ring.owner(ringcache_cluster::key_hash(k)) != Some(g));
+            if n > 0 {
+                info!(
+                    dropped = n,
+                    "the ring changed: dropped keys other groups own now"
+                );
+            }
+        }
     }
     let me = view.map.member(view.member);
     let wanted: Vec<(ringcache_cluster::MemberId, std::net::SocketAddr)> = match me {
@@ -218,10 +246,65 @@ pub fn on_map(core: &SharedCore, previous_group: Option<ringcache_cluster::Group
         c.repl.stop_all();
     }
     c.repl.set_recording(is_primary);
-    let added = c.repl.set_replicas(&wanted);
+    let mut added = c.repl.set_replicas(&wanted);
+    let (move_id, targets) = move_targets(&view, c.id, is_primary);
+    added.extend(c.repl.set_moves(move_id, targets));
     c.publish_progress();
     drop(c);
     for link in added {
         spawn_link(core.clone(), link);
     }
+}
+
+/// The range-move links core `core` of this node needs: one per core of each group's primary
+/// that receives some of its keys. Only a primary of a group on the current ring is a source.
+fn move_targets(
+    view: &std::sync::Arc<crate::cluster_link::NodeView>,
+    core: u32,
+    is_primary: bool,
+) -> (
+    u64,
+    Vec<(
+        ringcache_cluster::MemberId,
+        std::net::SocketAddr,
+        crate::replication::MoveFilter,
+    )>,
+) {
+    let (Some(m), Some(mine)) = (view.map.moving.as_ref(), view.group) else {
+        return (0, Vec::new());
+    };
+    if !is_primary || !view.map.ring.groups().contains(&mine) {
+        return (0, Vec::new());
+    }
+    let receivers: Vec<ringcache_cluster::GroupId> = if m.leaving.contains(&mine) {
+        m.next_ring.groups().to_vec()
+    } else {
+        m.joining.clone()
+    };
+    let mut out = Vec::new();
+    for g in receivers.into_iter().filter(|&g| g != mine) {
+        let Some(p) = view
+            .map
+            .group(g)
+            .and_then(|sg| sg.primary)
+            .and_then(|p| view.map.member(p))
+        else {
+            continue;
+        };
+        let Ok(ip) = p.host.parse::<std::net::IpAddr>() else {
+            continue;
+        };
+        let cores = p.core_ports.len() as u32;
+        for (c, &port) in p.core_ports.iter().enumerate() {
+            let filter = crate::replication::MoveFilter {
+                view: view.clone(),
+                group: g,
+                core: c as u32,
+                cores,
+            };
+            out.push((p.id, std::net::SocketAddr::new(ip, port), filter));
+        }
+    }
+    let _ = core;
+    (m.id, out)
 }

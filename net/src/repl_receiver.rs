@@ -7,7 +7,7 @@ use std::rc::Rc;
 use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use ringcache_cluster::replication::{decode_op, ReplOp, StreamHello};
+use ringcache_cluster::replication::{decode_op, ReplOp, StreamHello, StreamPosition};
 use ringcache_cluster::{core_for_key, decode_body, encode_body};
 use ringcache_proto::control::{
     encode_control, REPL_ACK, REPL_HELLO, REPL_OP, REPL_RESET, REPL_SYNCED,
@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::connection::ConnContext;
 use crate::core_state::{now_ms, CoreState};
 use crate::read_buf::ReadBuf;
+use crate::replication::forward_applied;
 
 /// Serves a replication stream until the primary goes away or sends garbage.
 pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext>) {
@@ -46,7 +47,12 @@ pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext
             let step = match (h.opcode, hello.as_ref()) {
                 (REPL_HELLO, _) => match decode_body::<StreamHello>(body) {
                     Ok(hi) => {
-                        let pos = core.streams.hello(hi.stream);
+                        let pos = if hi.moving {
+                            info!(stream = hi.stream, "range move stream opened");
+                            StreamPosition { applied: None }
+                        } else {
+                            core.streams.hello(hi.stream)
+                        };
                         debug!(stream = hi.stream, ?pos, "replication stream hello");
                         encode_control(&mut out, REPL_HELLO, true, 0, 0, &encode_body(&pos));
                         hello = Some(hi);
@@ -54,6 +60,7 @@ pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext
                     }
                     Err(e) => Err(e),
                 },
+                (REPL_RESET, Some(hi)) if hi.moving => Ok(()),
                 (REPL_RESET, Some(hi)) => {
                     let removed = clear_for(&mut core, hi);
                     core.streams.reset(hi.stream);
@@ -65,15 +72,27 @@ pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext
                 }
                 (REPL_OP, Some(hi)) => match decode_op(body) {
                     Ok(op) => {
-                        apply(&mut core, op, now_ms());
-                        if h.request_id > 0 {
+                        let now = now_ms();
+                        apply(&mut core, &op, now);
+                        if hi.moving {
+                            // The new owner's replicas get the moved keys too.
+                            forward_applied(&mut core, &op, now);
+                        } else if h.request_id > 0 {
                             core.streams.applied(hi.stream, h.request_id);
-                            last = last.max(h.request_id);
                         }
+                        last = last.max(h.request_id);
                         Ok(())
                     }
                     Err(e) => Err(e),
                 },
+                (REPL_SYNCED, Some(hi)) if hi.moving => {
+                    last = last.max(h.request_id);
+                    encode_control(&mut out, REPL_ACK, true, last, 0, &[]);
+                    acked = last;
+                    encode_control(&mut out, REPL_SYNCED, true, h.request_id, 0, &[]);
+                    info!(stream = hi.stream, "range move copy received");
+                    Ok(())
+                }
                 (REPL_SYNCED, Some(hi)) => {
                     core.streams.synced(hi.stream, h.request_id);
                     last = last.max(h.request_id);
@@ -139,14 +158,14 @@ fn clear_for(core: &mut CoreState, hi: &StreamHello) -> usize {
 
 /// Applies one replicated operation (newer versions win; the clock learns every version so a
 /// promoted replica stamps above what it holds).
-pub fn apply(core: &mut CoreState, op: ReplOp<'_>, now: u64) {
-    let res = match op {
+pub fn apply(core: &mut CoreState, op: &ReplOp<'_>, now: u64) {
+    let res = match *op {
         ReplOp::Put {
             key,
             value,
             version,
             expires_at,
-            tags,
+            ref tags,
         } => {
             core.clock.observe(version);
             let tags: Vec<&[u8]> = tags.iter().map(|t| t.0).collect();

@@ -73,6 +73,33 @@ pub struct LinkState {
     pub closed: bool,
     /// The connection failed: the writer starts over.
     pub broken: bool,
+    /// The move ended: the writer sends what is queued, then stops.
+    pub drain: bool,
+}
+
+/// Which keys a range-move link carries: those the next ring gives to `group` and that land
+/// on core `core` of its `cores`.
+pub struct MoveFilter {
+    /// The map whose move this is.
+    pub view: std::sync::Arc<crate::cluster_link::NodeView>,
+    /// The receiving group.
+    pub group: ringcache_cluster::GroupId,
+    /// The receiving core.
+    pub core: u32,
+    /// The receiving member's cores.
+    pub cores: u32,
+}
+
+impl MoveFilter {
+    /// Whether `key` travels on this link.
+    pub fn carries(&self, key: &[u8]) -> bool {
+        let Some(m) = self.view.map.moving.as_ref() else {
+            return false;
+        };
+        let h = ringcache_cluster::key_hash(key);
+        m.next_ring.owner(h) == Some(self.group)
+            && ringcache_cluster::core_for_hash(h, self.cores) == self.core
+    }
 }
 
 /// A primary core's connection to one replica (the same core index on the replica).
@@ -87,6 +114,10 @@ pub struct ReplLink {
     pub state: RefCell<LinkState>,
     /// Rung when `out` gains bytes or the link must stop.
     pub doorbell: Doorbell,
+    /// For a range-move link, the keys it carries (`None`: a replica link, every key).
+    pub filter: Option<MoveFilter>,
+    /// A range-move link's copy was received whole (the receiver answered its end marker).
+    pub copied: Cell<bool>,
 }
 
 /// Replication counters of one core.
@@ -98,6 +129,8 @@ pub struct ReplCounters {
     pub backlog_catchups: u64,
     /// Writes that ended waiting for acks without them (timeout or demotion).
     pub ack_failures: u64,
+    /// Range-move streams started (this core as a source).
+    pub move_streams: u64,
 }
 
 /// One core's primary-side replication state.
@@ -111,6 +144,14 @@ pub struct Replicator {
     /// is connected, so one that returns gets only what it missed.
     recording: bool,
     links: Vec<Rc<ReplLink>>,
+    /// Links of the running range move.
+    moves: Vec<Rc<ReplLink>>,
+    /// The range move those links serve (0: none).
+    move_id: u64,
+    /// The last range move this core finished streaming.
+    pub moved: u64,
+    /// Move links the current command's changes went to (they must ack it too).
+    gate_extra: Vec<LinkId>,
     acks: AckTracker<oneshot::Sender<Result<(), String>>>,
     next_link: LinkId,
     scratch: Vec<u8>,
@@ -159,6 +200,10 @@ impl Replicator {
             backlog: Backlog::new(backlog_bytes),
             recording: false,
             links: Vec::new(),
+            moves: Vec::new(),
+            move_id: 0,
+            moved: 0,
+            gate_extra: Vec::new(),
             acks: AckTracker::default(),
             next_link: 1,
             scratch: Vec::new(),
@@ -195,27 +240,38 @@ impl Replicator {
         self.acks.len()
     }
 
-    /// Sends `op` to every replica (keeping it in the backlog); returns its sequence.
-    pub fn push(&mut self, op: &ReplOp<'_>) -> u64 {
+    /// Sends `op` (about `key`, if it names one) to every replica and to the range-move link
+    /// that carries the key, keeping it in the backlog; returns its sequence.
+    pub fn push(&mut self, op: &ReplOp<'_>, key: Option<&[u8]>) -> u64 {
         let seq = self.backlog.next();
         let mut frame = BytesMut::new();
         encode_frame(&mut frame, REPL_OP, seq, Some(op), &mut self.scratch);
         let frame = frame.freeze();
         for l in &self.links {
-            let mut st = l.state.borrow_mut();
-            if st.streaming {
-                st.out.extend_from_slice(&frame);
-                drop(st);
-                l.doorbell.ring();
+            queue(l, &frame);
+        }
+        for l in &self.moves {
+            let carries = match (key, &l.filter) {
+                (Some(k), Some(f)) => f.carries(k),
+                _ => true,
+            };
+            if carries {
+                if key.is_some() && !self.gate_extra.contains(&l.id) {
+                    self.gate_extra.push(l.id);
+                }
+                queue(l, &frame);
             }
         }
         self.backlog.push(frame)
     }
 
-    /// A gate for write `seq`, or `None` when the policy needs no replica ack.
+    /// A gate for write `seq`, or `None` when the policy needs no ack: replica acks as the
+    /// policy says, plus the range-move links the write went to (its new owner must hold it
+    /// before the ring flips).
     pub fn gate(&mut self, seq: u64, now: u64) -> Option<Gate> {
-        let ids: Vec<LinkId> = self.links.iter().map(|l| l.id).collect();
-        let need = self.policy.replica_acks(ids.len());
+        let mut ids: Vec<LinkId> = self.links.iter().map(|l| l.id).collect();
+        let need = self.policy.replica_acks(ids.len()) + self.gate_extra.len();
+        ids.append(&mut self.gate_extra);
         let (tx, rx) = oneshot::channel();
         match self.acks.add(seq, ids, need, tx, now) {
             Some(_) => None,
@@ -228,6 +284,57 @@ impl Replicator {
         for (tx, _) in self.acks.ack(link, seq) {
             let _ = tx.send(Ok(()));
         }
+    }
+
+    /// A range-move link's receiver holds the whole copy: the move may be done on this core.
+    pub fn on_copied(&mut self, link: &ReplLink) {
+        link.copied.set(true);
+        self.check_moved();
+    }
+
+    fn check_moved(&mut self) {
+        if self.move_id != 0 && self.moves.iter().all(|l| l.copied.get()) {
+            self.moved = self.move_id;
+        }
+    }
+
+    /// The range move `id` needs these links (receiving member, its core's address, which
+    /// keys); returns the new links, whose tasks the caller starts. `id` 0 ends any move: its
+    /// links send what they hold, then stop.
+    pub fn set_moves(
+        &mut self,
+        id: u64,
+        wanted: Vec<(MemberId, SocketAddr, MoveFilter)>,
+    ) -> Vec<Rc<ReplLink>> {
+        if id == self.move_id {
+            return Vec::new();
+        }
+        for l in self.moves.drain(..) {
+            l.state.borrow_mut().drain = true;
+            l.doorbell.ring();
+            for (tx, _) in self.acks.link_gone(l.id) {
+                let _ = tx.send(Ok(()));
+            }
+        }
+        self.move_id = id;
+        if id == 0 {
+            return Vec::new();
+        }
+        for (member, addr, filter) in wanted {
+            let link = Rc::new(ReplLink {
+                id: self.next_link,
+                member,
+                addr,
+                state: RefCell::new(LinkState::default()),
+                doorbell: Doorbell::default(),
+                filter: Some(filter),
+                copied: Cell::new(false),
+            });
+            self.next_link += 1;
+            self.moves.push(link);
+        }
+        self.check_moved();
+        self.moves.clone()
     }
 
     /// Fails the writes that waited too long for their acks.
@@ -277,6 +384,8 @@ impl Replicator {
                 addr,
                 state: RefCell::new(LinkState::default()),
                 doorbell: Doorbell::default(),
+                filter: None,
+                copied: Cell::new(false),
             });
             self.next_link += 1;
             self.links.push(link.clone());
@@ -289,6 +398,7 @@ impl Replicator {
     pub fn stop_all(&mut self) {
         self.recording = false;
         self.set_replicas(&[]);
+        self.set_moves(0, Vec::new());
         for tx in self.acks.drain() {
             let _ = tx.send(Err(
                 "this member is no longer the primary of its shard group: retry".into(),
@@ -299,11 +409,19 @@ impl Replicator {
     /// A link finished its handshake: queue what the replica misses — the backlog from its
     /// position, or a reset and a full copy — and stream live operations from now on.
     pub fn start_stream(&mut self, link: &ReplLink, pos: &StreamPosition) -> CatchUp {
-        let plan = catch_up(pos.applied, self.backlog.first(), self.backlog.next());
+        let plan = match link.filter {
+            // A range move always copies: the receiver holds none of these keys yet.
+            Some(_) => CatchUp::FullCopy,
+            None => catch_up(pos.applied, self.backlog.first(), self.backlog.next()),
+        };
         let upto = self.backlog.next() - 1;
         let mut st = link.state.borrow_mut();
         st.out.clear();
         match plan {
+            CatchUp::FullCopy if link.filter.is_some() => {
+                self.counters.move_streams += 1;
+                st.copy_from = Some(0);
+            }
             CatchUp::Backlog { from } => {
                 self.counters.backlog_catchups += 1;
                 for (_, frame) in self.backlog.since(from) {
@@ -333,8 +451,12 @@ impl Replicator {
         }
         let scratch = &mut self.scratch;
         let out = &mut st.out;
+        let filter = link.filter.as_ref();
         let next = shard.for_each_entry_in(from, COPY_SLOTS, |e| {
             if e.expires_at.is_some_and(|at| at <= now) {
+                return;
+            }
+            if filter.is_some_and(|f| !f.carries(e.key)) {
                 return;
             }
             let op = if e.tombstone {
@@ -386,21 +508,44 @@ pub fn replicate(core: &mut CoreState, cmd: &Command<'_>, now: u64) -> Option<Ga
         Command::Del { keys } => {
             for key in keys {
                 let version = core.clock.stamp(now);
-                last = Some(core.repl.push(&ReplOp::Del { key, version }));
+                last = Some(core.repl.push(&ReplOp::Del { key, version }, Some(key)));
             }
         }
-        Command::Flush => last = Some(core.repl.push(&ReplOp::Flush)),
+        Command::Flush => last = Some(core.repl.push(&ReplOp::Flush, None)),
         Command::InvalidatePrefix { prefix } => {
             let cut = core.shard.max_version();
-            last = Some(core.repl.push(&ReplOp::InvalidatePrefix { prefix, cut }));
+            last = Some(
+                core.repl
+                    .push(&ReplOp::InvalidatePrefix { prefix, cut }, None),
+            );
         }
         Command::InvalidateTag { tag } => {
             let cut = core.shard.max_version();
-            last = Some(core.repl.push(&ReplOp::InvalidateTag { tag, cut }));
+            last = Some(core.repl.push(&ReplOp::InvalidateTag { tag, cut }, None));
         }
         _ => {}
     }
     core.repl.gate(last?, now)
+}
+
+/// Passes on an operation this core applied from a range move (as the new owner) to its own
+/// replicas.
+pub fn forward_applied(core: &mut CoreState, op: &ReplOp<'_>, now: u64) {
+    if !core.repl.is_active() {
+        return;
+    }
+    match op {
+        ReplOp::Put { key, .. } => {
+            put_state(core, key, now);
+        }
+        ReplOp::Del { key, .. } => {
+            core.repl.push(op, Some(key));
+        }
+        _ => {
+            core.repl.push(op, None);
+        }
+    }
+    core.repl.gate_extra.clear();
 }
 
 /// Replicates `key`'s current entry; `None` when it holds none (nothing was stored).
@@ -414,7 +559,17 @@ fn put_state(core: &mut CoreState, key: &[u8], now: u64) -> Option<u64> {
         expires_at: e.expires_at,
         tags: e.tags.iter().map(|t| Tag(t)).collect(),
     };
-    Some(repl.push(&op))
+    Some(repl.push(&op, Some(key)))
+}
+
+/// Queues `frame` on `link` if it is streaming.
+fn queue(link: &ReplLink, frame: &[u8]) {
+    let mut st = link.state.borrow_mut();
+    if st.streaming {
+        st.out.extend_from_slice(frame);
+        drop(st);
+        link.doorbell.ring();
+    }
 }
 
 /// Waits for `gate`, turning a dropped sender into an error.
