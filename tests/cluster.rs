@@ -6,97 +6,18 @@
 mod common;
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::cluster::{wait_for_map, Balancer};
 use common::{free_port, parse_stats, wait_until, Node};
 use ringcache_client::{Client, ErrorKind};
 use ringcache_proto::{decode_frame, decode_response, encode_request, Limits, Response};
 
-/// A running `ringcache balancer`, killed on drop.
-struct Balancer {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Balancer {
-    fn start() -> Balancer {
-        let port = free_port();
-        let log = std::env::temp_dir().join(format!("ringcache-balancer-{port}.log"));
-        let stderr = File::create(&log).expect("create balancer log");
-        let child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
-            // Lenient failure detection: a loaded CI machine must not declare nodes dead.
-            .args([
-                "balancer",
-                "--port",
-                &port.to_string(),
-                "--missed-heartbeats",
-                "25",
-            ])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .expect("start balancer");
-        let b = Balancer { child, port, log };
-        assert!(
-            wait_until(Duration::from_secs(60), || TcpStream::connect((
-                "127.0.0.1",
-                b.port
-            ))
-            .is_ok()),
-            "balancer did not listen: {}",
-            b.log_text()
-        );
-        b
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Balancer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn node(cores: usize, balancer: &str, role: &str) -> Node {
     Node::start(cores, &["--balancer", balancer, "--role", role])
-}
-
-/// Waits until the balancer's map has `groups` groups, each with a primary and (with
-/// `replicas`) exactly that many replicas, and answers a cluster-mode client holding it.
-fn wait_for_map(b: &Balancer, groups: usize, replicas: Option<usize>) -> Client {
-    let mut c = Client::connect_cluster(b.addr()).expect("connect to the balancer");
-    let ok = wait_until(Duration::from_secs(60), || {
-        let Ok(map) = c.refresh_map() else {
-            return false;
-        };
-        map.groups.len() == groups
-            && map
-                .groups
-                .iter()
-                .all(|g| g.primary.is_some() && replicas.is_none_or(|r| g.replicas.len() == r))
-    });
-    assert!(
-        ok,
-        "the map never got complete; balancer log:\n{}",
-        b.log_text()
-    );
-    c
 }
 
 /// Per-core key counts of a node: `core{i}.keys`.

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 /// A running `ringcache node`.
 pub struct Node {
     child: Child,
@@ -215,6 +217,12 @@ impl Node {
     /// takes it, e.g. "8m"); fails at once, with the log, if the node exits while starting.
     pub fn start_with_memory(cores: usize, memory: &str, extra: &[&str]) -> Node {
         let (port, base) = free_ports(cores);
+        Node::start_on(port, base, cores, memory, extra)
+    }
+
+    /// Like [`Node::start_with_memory`] on given ports: the main `port` and core ports from
+    /// `base` (e.g. to restart a node on the ports of one that was killed).
+    pub fn start_on(port: u16, base: u16, cores: usize, memory: &str, extra: &[&str]) -> Node {
         let log = std::env::temp_dir().join(format!("ringcache-test-{port}.log"));
         let stderr = File::create(&log).expect("create node log");
         let (cores_s, port_s, base_s) = (cores.to_string(), port.to_string(), base.to_string());
