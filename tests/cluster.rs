@@ -59,7 +59,8 @@ fn cluster_routes_keys_to_their_owning_core_and_redirects() {
     let b = Balancer::start();
     let addr = b.addr();
     let primaries: Vec<Node> = (0..3).map(|_| node(2, &addr, "primary")).collect();
-    let replicas: Vec<Node> = (0..3).map(|_| node(1, &addr, "replica")).collect();
+    // Replicas have as many cores as their primary.
+    let replicas: Vec<Node> = (0..3).map(|_| node(2, &addr, "replica")).collect();
     let mut cc = wait_for_map(&b, 3, Some(1));
 
     // Writes: RESP through the balancer, native through the balancer, cluster-mode client.
@@ -129,12 +130,20 @@ fn cluster_routes_keys_to_their_owning_core_and_redirects() {
         keys.len() as u64,
         "every key routed to a primary"
     );
-    for r in &replicas {
-        assert_eq!(
-            core_keys(r).iter().sum::<u64>(),
-            0,
-            "replicas get no writes yet"
-        );
+    // Each replica holds its primary's keys, core for core (writes were acknowledged by all).
+    for g in &map.groups {
+        let p = map.member(g.primary.unwrap()).unwrap();
+        let primary = primaries.iter().find(|n| n.port == p.main_port).unwrap();
+        for r in &g.replicas {
+            let rm = map.member(*r).unwrap();
+            let replica = replicas.iter().find(|n| n.port == rm.main_port).unwrap();
+            assert_eq!(
+                core_keys(replica),
+                core_keys(primary),
+                "replica of group {}",
+                g.id
+            );
+        }
     }
 
     // Multi-key commands through the balancer are split per owner and merged.
@@ -211,11 +220,21 @@ fn cluster_routes_keys_to_their_owning_core_and_redirects() {
         let got: Option<Vec<u8>> = redis::cmd("GET").arg(k).query(&mut rc).unwrap();
         assert_eq!(got, Some(b"x".to_vec()));
     }
+    // It holds its keys: the new ones and those streamed to it from their former owners.
+    let moved = keys
+        .iter()
+        .filter(|k| map.route(k.as_bytes()).unwrap().member.id == late_member.id)
+        .count();
+    assert!(moved > 0, "some earlier keys moved to the late primary");
     assert_eq!(
         core_keys(&late).iter().sum::<u64>(),
-        late_keys.len() as u64,
+        (late_keys.len() + moved) as u64,
         "the late primary holds its keys"
     );
+    for k in &keys {
+        let want = format!("v-{k}").into_bytes();
+        assert_eq!(cc.get(k).unwrap(), Some(want), "{k} after the late join");
+    }
 
     // A client still on the old map is redirected once the nodes know the new one, refreshes
     // its map and gets its answers, one request at a time and in a pipeline.

@@ -83,6 +83,7 @@ pub fn wait_for_map(b: &Balancer, groups: usize, replicas: Option<usize>) -> Cli
     wait_for_map_where(b, Duration::from_secs(60), |c| {
         let map = c.cluster_map().expect("cluster mode");
         map.groups.len() == groups
+            && map.moving.is_none()
             && map
                 .groups
                 .iter()
