@@ -187,6 +187,7 @@ mod tests {
             ],
             groups,
             ring: Ring::new(&ids, DEFAULT_VNODES),
+            moving: None,
         }
     }
 

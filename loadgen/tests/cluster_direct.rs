@@ -92,6 +92,7 @@ fn fake_cluster() -> Fake {
         members,
         groups,
         ring: Ring::new(&ids, DEFAULT_VNODES),
+        moving: None,
     });
     let seen: Arc<Vec<Vec<AtomicU64>>> = Arc::new(
         cores
