@@ -1,0 +1,239 @@
+//! The balancer's control plane: the membership state machine shared by every core, the
+//! control frames nodes send (JOIN, HEARTBEAT, MAP, REMOVE, LEAVE), map pushes to subscribed
+//! connections, and the map as text for operators.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use futures_channel::mpsc;
+use futures_lite::{AsyncWriteExt, StreamExt};
+use glommio::net::TcpStream;
+use ringcache_cluster::{
+    decode_body, encode_body, Action, ClusterMap, ControlReply, Event, Heartbeat, JoinRequest,
+    Membership,
+};
+use ringcache_proto::control::{self, encode_control};
+use tracing::{debug, info, warn};
+
+use super::Shared;
+
+/// The control plane, shared by the balancer's cores: the membership state machine and the
+/// senders that hand every new map to each core. Only control frames and the ticker take the
+/// lock; the data path reads each core's own copy of the map.
+pub(super) struct Control {
+    pub(super) membership: Membership,
+    pub(super) map: Arc<ClusterMap>,
+    pub(super) started: Instant,
+    pub(super) cores: Vec<mpsc::UnboundedSender<Arc<ClusterMap>>>,
+    /// Connections subscribed to map changes (nodes, clients).
+    pub(super) subscribers: Vec<mpsc::UnboundedSender<Arc<ClusterMap>>>,
+}
+
+impl Control {
+    pub(super) fn handle(&mut self, event: Event) -> Vec<Action> {
+        let now = self.started.elapsed().as_millis() as u64;
+        let actions = self.membership.handle(event, now);
+        for a in &actions {
+            match a {
+                Action::PublishMap => {
+                    let map = Arc::new(self.membership.map().clone());
+                    info!(
+                        epoch = map.epoch,
+                        members = map.members.len(),
+                        groups = map.groups.len(),
+                        "cluster map changed"
+                    );
+                    for c in &self.cores {
+                        let _ = c.unbounded_send(map.clone());
+                    }
+                    self.subscribers
+                        .retain(|s| s.unbounded_send(map.clone()).is_ok());
+                    self.map = map;
+                }
+                Action::Dead { member } => warn!(member, "member missed its heartbeats: dead"),
+                Action::Promoted { member, group } => info!(member, group, "member promoted"),
+                Action::Welcome { member, group } => info!(member, ?group, "member joined"),
+                Action::Reject { reason } => warn!(%reason, "join refused"),
+                Action::Rejoin { member } => debug!(member, "unknown member told to rejoin"),
+                Action::Removed { member } => info!(member, "removed member told to stop"),
+                Action::MoveStarted { id } => info!(id, "range move started"),
+                Action::MoveDone { id } => info!(id, "range move done: the ring switched"),
+            }
+        }
+        actions
+    }
+}
+
+pub(super) type SharedControl = Arc<Mutex<Control>>;
+
+pub(super) fn lock(c: &SharedControl) -> MutexGuard<'_, Control> {
+    c.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(super) fn control_request(state: &Shared, opcode: u8, body: &[u8]) -> ControlReply {
+    let control = state.borrow().control.clone();
+    let mut st = lock(&control);
+    let reply = control_locked(&mut st, opcode, body);
+    // This core routes by the new map at once; the others get it by message.
+    let map = st.map.clone();
+    drop(st);
+    let mut local = state.borrow_mut();
+    if map.epoch >= local.map.epoch {
+        local.map = map;
+    }
+    reply
+}
+
+fn control_locked(st: &mut Control, opcode: u8, body: &[u8]) -> ControlReply {
+    match opcode {
+        control::CLUSTER_JOIN => {
+            let req: JoinRequest = match decode_body(body) {
+                Ok(r) => r,
+                Err(reason) => return ControlReply::Reject { reason },
+            };
+            let actions = st.handle(Event::Join(req));
+            for a in actions {
+                match a {
+                    Action::Reject { reason } => return ControlReply::Reject { reason },
+                    Action::Welcome { member, group } => {
+                        return ControlReply::Welcome {
+                            member,
+                            group,
+                            map: (*st.map).clone(),
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            ControlReply::Reject {
+                reason: "join not answered".into(),
+            }
+        }
+        control::CLUSTER_HEARTBEAT => {
+            let hb: Heartbeat = match decode_body(body) {
+                Ok(h) => h,
+                Err(reason) => return ControlReply::Reject { reason },
+            };
+            let actions = st.handle(Event::Heartbeat {
+                member: hb.member,
+                applied: hb.applied,
+                ready: hb.ready,
+                moved: hb.moved,
+            });
+            if actions.iter().any(|a| matches!(a, Action::Rejoin { .. })) {
+                return ControlReply::Rejoin;
+            }
+            if actions.iter().any(|a| matches!(a, Action::Removed { .. })) {
+                return ControlReply::Removed;
+            }
+            if hb.epoch < st.map.epoch {
+                ControlReply::Map(Some((*st.map).clone()))
+            } else {
+                ControlReply::Map(None)
+            }
+        }
+        control::CLUSTER_MAP => ControlReply::Map(Some((*st.map).clone())),
+        control::CLUSTER_REMOVE => match decode_body::<u64>(body) {
+            Ok(member) => {
+                info!(member, "operator removes a member");
+                let actions = st.handle(Event::Remove { member });
+                match actions.into_iter().find_map(|a| match a {
+                    Action::Reject { reason } => Some(reason),
+                    _ => None,
+                }) {
+                    Some(reason) => ControlReply::Reject { reason },
+                    None => ControlReply::Map(Some((*st.map).clone())),
+                }
+            }
+            Err(reason) => ControlReply::Reject { reason },
+        },
+        control::CLUSTER_LEAVE => match decode_body::<u64>(body) {
+            Ok(member) => {
+                info!(member, "member leaves");
+                st.handle(Event::Leave { member });
+                ControlReply::Map(None)
+            }
+            Err(reason) => ControlReply::Reject { reason },
+        },
+        other => ControlReply::Reject {
+            reason: format!("unknown control opcode {other:#x}"),
+        },
+    }
+}
+
+/// Writes the current map, then every new one, to a subscribed connection until it breaks.
+pub(super) async fn push_maps(mut stream: TcpStream, state: &Shared, request_id: u64) {
+    let control = state.borrow().control.clone();
+    let (tx, mut rx) = mpsc::unbounded();
+    {
+        let mut c = lock(&control);
+        let _ = tx.unbounded_send(c.map.clone());
+        c.subscribers.push(tx);
+    }
+    let mut out = BytesMut::new();
+    while let Some(map) = rx.next().await {
+        out.clear();
+        let body = encode_body(&ControlReply::Map(Some((*map).clone())));
+        encode_control(
+            &mut out,
+            control::CLUSTER_REPLY,
+            true,
+            request_id,
+            map.epoch as u32,
+            &body,
+        );
+        if stream.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The map as text: epoch, groups with their primary and replicas and key share, members.
+pub fn map_text(map: &ClusterMap) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let shares = map.ring.shares();
+    let _ = writeln!(
+        s,
+        "epoch: {}\ngroups: {}\nmembers: {}",
+        map.epoch,
+        map.groups.len(),
+        map.members.len()
+    );
+    for g in &map.groups {
+        let share = shares
+            .iter()
+            .find(|(id, _)| *id == g.id)
+            .map_or(0.0, |(_, f)| *f);
+        let _ = writeln!(
+            s,
+            "group {}: primary {} replicas {:?} key share {:.1}%",
+            g.id,
+            g.primary.map_or("none".to_string(), |p| p.to_string()),
+            g.replicas,
+            share * 100.0
+        );
+    }
+    if let Some(mv) = &map.moving {
+        let _ = writeln!(
+            s,
+            "range move {} under way: joining {:?} leaving {:?}",
+            mv.id, mv.joining, mv.leaving
+        );
+    }
+    for m in &map.members {
+        let _ = writeln!(
+            s,
+            "member {}: {}:{} cores {:?} {:?} group {} {:?}",
+            m.id,
+            m.host,
+            m.main_port,
+            m.core_ports,
+            m.role,
+            m.group.map_or("-".to_string(), |g| g.to_string()),
+            m.state
+        );
+    }
+    s
+}
