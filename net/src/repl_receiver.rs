@@ -46,6 +46,12 @@ pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext
             let mut core = ctx.core.borrow_mut();
             let step = match (h.opcode, hello.as_ref()) {
                 (REPL_HELLO, _) => match decode_body::<StreamHello>(body) {
+                    Ok(hi) if !hi.moving && !accepts_stream(&core, &hi) => Err(format!(
+                        "refusing a replication stream for shard group {} (this member is not \
+                         a replica of it in its map, epoch {})",
+                        hi.group,
+                        core.cluster.as_ref().map_or(0, |v| v.map.epoch)
+                    )),
                     Ok(hi) => {
                         let pos = if hi.moving {
                             info!(stream = hi.stream, "range move stream opened");
@@ -134,6 +140,14 @@ pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext
             _ => return finish(&ctx, hello.as_ref()),
         }
     }
+}
+
+/// Whether this core takes a replication stream for `hi.group`: only as a replica of that
+/// group (a primary, or a member of another group, must not let a stale primary overwrite it;
+/// the primary retries once this member's map caught up).
+fn accepts_stream(core: &CoreState, hi: &StreamHello) -> bool {
+    core.role() == Some(ringcache_cluster::Role::Replica)
+        && core.cluster.as_ref().and_then(|v| v.group) == Some(hi.group)
 }
 
 fn finish(ctx: &ConnContext, hello: Option<&StreamHello>) {
