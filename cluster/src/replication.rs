@@ -364,7 +364,8 @@ struct Stream {
 #[derive(Debug, Default)]
 pub struct StreamTable {
     streams: Vec<Stream>,
-    current: Option<u64>,
+    /// The stream being received and the connection it arrives on.
+    current: Option<(u64, u64)>,
     /// Operations applied since start (reported as the replication position).
     pub applied_total: u64,
 }
@@ -373,9 +374,9 @@ pub struct StreamTable {
 const STREAMS_KEPT: usize = 8;
 
 impl StreamTable {
-    /// A primary core says hello on `stream`: the position to answer.
-    pub fn hello(&mut self, stream: u64) -> StreamPosition {
-        self.current = Some(stream);
+    /// A primary core says hello on `stream` over connection `conn`: the position to answer.
+    pub fn hello(&mut self, stream: u64, conn: u64) -> StreamPosition {
+        self.current = Some((stream, conn));
         let applied = self
             .streams
             .iter()
@@ -423,16 +424,17 @@ impl StreamTable {
         s.applied = s.applied.max(seq);
     }
 
-    /// The primary's connection dropped: this core is no longer caught up.
-    pub fn disconnected(&mut self, stream: u64) {
-        if self.current == Some(stream) {
+    /// Connection `conn` of `stream` dropped: this core is no longer caught up, unless the
+    /// stream already continues on a newer connection.
+    pub fn disconnected(&mut self, stream: u64, conn: u64) {
+        if self.current == Some((stream, conn)) {
             self.current = None;
         }
     }
 
     /// Whether the stream being received is whole (the core may serve reads).
     pub fn caught_up(&self) -> bool {
-        self.current.is_some_and(|c| {
+        self.current.is_some_and(|(c, _)| {
             self.streams
                 .iter()
                 .any(|s| s.id == c && s.state == StreamState::Synced)
@@ -532,20 +534,23 @@ mod tests {
     #[test]
     fn a_stream_serves_reads_only_once_synced() {
         let mut s = StreamTable::default();
-        assert_eq!(s.hello(1), StreamPosition { applied: None });
+        assert_eq!(s.hello(1, 10), StreamPosition { applied: None });
         s.reset(1);
         s.applied(1, 5);
         assert!(!s.caught_up());
-        s.disconnected(1);
+        s.disconnected(1, 10);
         // A copy that did not finish is no position at all.
-        assert_eq!(s.hello(1), StreamPosition { applied: None });
+        assert_eq!(s.hello(1, 11), StreamPosition { applied: None });
         s.reset(1);
         s.applied(1, 9);
         s.synced(1, 8);
         assert!(s.caught_up());
-        s.disconnected(1);
+        // The end of an older connection seen late does not matter.
+        s.disconnected(1, 10);
+        assert!(s.caught_up());
+        s.disconnected(1, 11);
         assert!(!s.caught_up());
-        assert_eq!(s.hello(1), StreamPosition { applied: Some(9) });
+        assert_eq!(s.hello(1, 12), StreamPosition { applied: Some(9) });
         assert_eq!(s.applied_total, 2);
     }
 

@@ -57,6 +57,23 @@ pub enum MeshError {
     Dropped(usize),
 }
 
+/// Awaits `f`, polling it again every few milliseconds even when nothing woke it. Joining a
+/// glommio channel mesh waits on wakeups from the other executors, and on a loaded machine one
+/// of them was seen to be lost now and then, leaving a node stuck at start for good (both
+/// executors parked, the join half done); polling again picks up the progress it missed.
+async fn repoll<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = Box::pin(f);
+    loop {
+        let tick = async {
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+            None
+        };
+        if let Some(out) = futures_lite::future::or(async { Some((&mut f).await) }, tick).await {
+            return out;
+        }
+    }
+}
+
 /// This core's end of the mesh.
 pub struct Mesh {
     me: usize,
@@ -73,14 +90,10 @@ impl Mesh {
         builders: MeshBuilders,
         core_for: impl FnOnce(usize) -> SharedCore,
     ) -> Result<(Rc<Mesh>, SharedCore), MeshError> {
-        let (req_tx, mut req_rx) = builders
-            .requests
-            .join()
+        let (req_tx, mut req_rx) = repoll(builders.requests.join())
             .await
             .map_err(|_| MeshError::Unreachable(0))?;
-        let (rep_tx, mut rep_rx) = builders
-            .replies
-            .join()
+        let (rep_tx, mut rep_rx) = repoll(builders.replies.join())
             .await
             .map_err(|_| MeshError::Unreachable(0))?;
         let me = req_tx.peer_id();

@@ -28,6 +28,8 @@ pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext
         ..ctx.cfg.limits
     };
     let mut hello: Option<StreamHello> = None;
+    let conn = ctx.next_client_id.get();
+    ctx.next_client_id.set(conn + 1);
     let mut out = BytesMut::new();
     let (mut acked, mut last) = (0u64, 0u64);
     loop {
@@ -38,7 +40,7 @@ pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext
                 Ok(None) => break,
                 Err(e) => {
                     warn!("replication stream sent a bad frame ({e}); closing it");
-                    return finish(&ctx, hello.as_ref());
+                    return finish(&ctx, hello.as_ref(), conn);
                 }
             };
             let (h, len) = (f.header, f.len());
@@ -57,7 +59,7 @@ pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext
                             info!(stream = hi.stream, "range move stream opened");
                             StreamPosition { applied: None }
                         } else {
-                            core.streams.hello(hi.stream)
+                            core.streams.hello(hi.stream, conn)
                         };
                         debug!(stream = hi.stream, ?pos, "replication stream hello");
                         encode_control(&mut out, REPL_HELLO, true, 0, 0, &encode_body(&pos));
@@ -117,7 +119,7 @@ pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext
             rbuf.consume(len);
             if let Err(e) = step {
                 warn!("replication stream: {e}; closing it");
-                return finish(&ctx, hello.as_ref());
+                return finish(&ctx, hello.as_ref(), conn);
             }
         }
         if last > acked {
@@ -127,17 +129,17 @@ pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext
         ctx.core.borrow().publish_progress();
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
-                return finish(&ctx, hello.as_ref());
+                return finish(&ctx, hello.as_ref(), conn);
             }
             out.clear();
         }
         if ctx.shutdown.get() {
-            return finish(&ctx, hello.as_ref());
+            return finish(&ctx, hello.as_ref(), conn);
         }
         let spare = rbuf.spare(64 * 1024);
         match stream.read(spare).await {
             Ok(n) if n > 0 => rbuf.filled(n),
-            _ => return finish(&ctx, hello.as_ref()),
+            _ => return finish(&ctx, hello.as_ref(), conn),
         }
     }
 }
@@ -150,10 +152,10 @@ fn accepts_stream(core: &CoreState, hi: &StreamHello) -> bool {
         && core.cluster.as_ref().and_then(|v| v.group) == Some(hi.group)
 }
 
-fn finish(ctx: &ConnContext, hello: Option<&StreamHello>) {
+fn finish(ctx: &ConnContext, hello: Option<&StreamHello>, conn: u64) {
     let mut core = ctx.core.borrow_mut();
     if let Some(hi) = hello {
-        core.streams.disconnected(hi.stream);
+        core.streams.disconnected(hi.stream, conn);
     }
     core.publish_progress();
 }

@@ -102,8 +102,10 @@ pub fn wait_for_map_where(
     let done = wait_until(deadline, || c.refresh_map().is_ok() && ok(&c));
     assert!(
         done,
-        "the map never got as expected (last: {:?}); balancer log:\n{}",
-        c.cluster_map(),
+        "the map never got as expected; last:\n{}balancer log:\n{}",
+        c.cluster_map()
+            .map(ringcache_net::balancer::map_text)
+            .unwrap_or_default(),
         b.log_text()
     );
     c

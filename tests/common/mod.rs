@@ -240,7 +240,11 @@ impl Node {
         args.extend_from_slice(extra);
         let child = Command::new(env!("CARGO_BIN_EXE_ringcache"))
             .args(&args)
-            .env("RUST_LOG", "warn")
+            // RINGCACHE_TEST_LOG=info (or debug) keeps more of the nodes' logs for a failure.
+            .env(
+                "RUST_LOG",
+                std::env::var("RINGCACHE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(stderr))
