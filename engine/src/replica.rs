@@ -95,8 +95,8 @@ impl Shard {
         Ok(true)
     }
 
-    /// Calls `f` on every entry held, tombstones and not-yet-reclaimed expired ones included,
-    /// in slab order (for digests, full copies and range moves).
+    /// Calls `f` on every entry held, tombstones and not-yet-reclaimed expired ones included
+    /// (invalidated ones not), in slab order (for full copies and range moves).
     pub fn for_each_entry(&self, f: impl FnMut(EntryView<'_>)) {
         self.for_each_entry_in(0, usize::MAX, f);
     }
@@ -104,7 +104,9 @@ impl Shard {
     /// Like [`Shard::for_each_entry`] for the slab slots `start..start + slots` only, so a long
     /// walk can be cut into steps between which the shard changes; returns the slot to start
     /// the next step at, or `None` once the walk reached the end. An entry that stays put is
-    /// seen exactly once by a walk; one written meanwhile may be seen or not.
+    /// seen exactly once by a walk; one written meanwhile may be seen or not. Entries an
+    /// invalidation already killed (awaiting reclamation) are not shown: a copy made from the
+    /// walk must not bring them back.
     pub fn for_each_entry_in(
         &self,
         start: usize,
@@ -115,6 +117,9 @@ impl Shard {
         let end = start.saturating_add(slots).min(cap);
         for i in start..end {
             if let Some(e) = self.slab.get_live(i as u32) {
+                if !self.rules.is_empty() && self.invalidated(i as u32) {
+                    continue;
+                }
                 if let Some(b) = e.block.as_ref() {
                     let (key, value) = b.parts();
                     let tags = if e.meta.has_tags() {

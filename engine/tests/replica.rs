@@ -143,4 +143,8 @@ fn a_replicated_invalidation_spares_newer_writes() {
     s.invalidate_prefix_at(b"p:", 20);
     assert!(s.entry(b"p:old", 1_000).is_none());
     assert!(s.entry(b"p:new", 1_000).is_some());
+    // A copy made from a walk does not bring the invalidated entry back.
+    let mut walked = Vec::new();
+    s.for_each_entry(|e| walked.push(e.key.to_vec()));
+    assert_eq!(walked, vec![b"p:new".to_vec()]);
 }
