@@ -177,23 +177,16 @@ fn cluster_wide_flush_and_invalidation_reach_every_copy() {
     }
     // More through the balancer, by RESP, with `TAG`.
     let mut b = resp_conn(cluster.balancer.port);
-    for i in 0..15 {
-        let (k, v) = (format!("post:r{i}"), format!("resp value {i}"));
-        assert_eq!(
-            resp(&mut b, &["SET", &k, &v, "TAG", "hot"]),
-            "+OK\r\n",
-            "SET {k}"
-        );
-        model.insert(k, Some(v.into_bytes()));
-    }
-    for i in 0..15 {
-        let (k, v) = (format!("user:r{i}"), format!("resp value {i}"));
-        assert_eq!(
-            resp(&mut b, &["SET", &k, &v, "TAG", "cold"]),
-            "+OK\r\n",
-            "SET {k}"
-        );
-        model.insert(k, Some(v.into_bytes()));
+    for (prefix, tag) in [("post", "hot"), ("user", "cold")] {
+        for i in 0..15 {
+            let (k, v) = (format!("{prefix}:r{i}"), format!("resp value {i}"));
+            assert_eq!(
+                resp(&mut b, &["SET", &k, &v, "TAG", tag]),
+                "+OK\r\n",
+                "SET {k}"
+            );
+            model.insert(k, Some(v.into_bytes()));
+        }
     }
     assert_everywhere(&cluster, &mut c, &model, "after the writes");
 

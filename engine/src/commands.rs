@@ -159,18 +159,10 @@ impl Shard {
     /// Reads `key` without counting it or refreshing its recency (for building multi-key
     /// replies after [`Shard::get`] has counted each key).
     pub fn peek(&self, key: &[u8], now: u64) -> Option<Hit<'_>> {
-        let idx = self.locate(self.hash(key), key)?;
-        let e = self.slab.get(idx);
-        if e.meta.tombstone()
-            || self.is_expired(e.meta, now)
-            || (!self.rules.is_empty() && self.invalidated(idx))
-        {
-            return None;
-        }
-        e.block.as_ref().map(|b| Hit {
-            value: b.value(),
+        self.entry(key, now).map(|e| Hit {
+            value: e.value,
             version: e.version,
-            expires_at: self.abs_expiry(e.meta),
+            expires_at: e.expires_at,
         })
     }
 

@@ -321,16 +321,7 @@ impl Replicator {
             return Vec::new();
         }
         for (member, addr, filter) in wanted {
-            let link = Rc::new(ReplLink {
-                id: self.next_link,
-                member,
-                addr,
-                state: RefCell::new(LinkState::default()),
-                doorbell: Doorbell::default(),
-                filter: Some(filter),
-                copied: Cell::new(false),
-            });
-            self.next_link += 1;
+            let link = self.new_link(member, addr, Some(filter));
             self.moves.push(link);
         }
         self.check_moved();
@@ -378,20 +369,30 @@ impl Replicator {
             {
                 continue;
             }
-            let link = Rc::new(ReplLink {
-                id: self.next_link,
-                member,
-                addr,
-                state: RefCell::new(LinkState::default()),
-                doorbell: Doorbell::default(),
-                filter: None,
-                copied: Cell::new(false),
-            });
-            self.next_link += 1;
+            let link = self.new_link(member, addr, None);
             self.links.push(link.clone());
             added.push(link);
         }
         added
+    }
+
+    fn new_link(
+        &mut self,
+        member: MemberId,
+        addr: SocketAddr,
+        filter: Option<MoveFilter>,
+    ) -> Rc<ReplLink> {
+        let id = self.next_link;
+        self.next_link += 1;
+        Rc::new(ReplLink {
+            id,
+            member,
+            addr,
+            state: RefCell::new(LinkState::default()),
+            doorbell: Doorbell::default(),
+            filter,
+            copied: Cell::new(false),
+        })
     }
 
     /// This core stopped being a primary: links close, waiting writes fail.
