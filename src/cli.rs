@@ -51,6 +51,15 @@ pub struct CliArgs {
         help_heading = "Connection"
     )]
     password: Option<String>,
+    /// The cluster secret, for `cluster remove` when the balancer has `--cluster-secret`.
+    #[arg(
+        long,
+        env = "RINGCACHE_CLUSTER_SECRET",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Connection"
+    )]
+    cluster_secret: Option<String>,
     /// Seconds to wait for a connection and for each answer.
     #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_secs, global = true, help_heading = "Connection")]
     timeout: f64,
@@ -251,7 +260,9 @@ pub fn run(args: CliArgs) -> anyhow::Result<()> {
             other => anyhow::anyhow!("{other} — is --port the balancer's port?"),
         })?;
         if let Some(ClusterAction::Remove { member }) = action {
-            let map = c.remove_member(*member).map_err(explain)?;
+            let map = c
+                .remove_member(*member, args.cluster_secret.clone())
+                .map_err(explain)?;
             println!(
                 "removing member {member}{}",
                 if map.moving.is_some() {

@@ -1,7 +1,8 @@
 //! Cluster-wide operations with real processes (a balancer and 2 core nodes): FLUSH and
 //! INVALIDATE sent through the balancer reach every copy (primaries and replicas), reads with
-//! `ReadFrom::Any` are served by replicas too, and a write to a shard group without a live
-//! member fails at once with an error naming the group.
+//! `ReadFrom::Any` are served by replicas too, a write to a shard group without a live
+//! member fails at once with an error naming the group, and only nodes given the cluster
+//! secret join.
 
 mod common;
 
@@ -445,4 +446,66 @@ fn writes_to_a_group_without_live_members_fail_clearly() {
             "GET {k}"
         );
     }
+}
+
+/// With `--cluster-secret` on the balancer, only nodes given the same secret join; replication
+/// between them works (a replica catches up and holds its primary's data); an operator's
+/// removal without the secret is refused.
+#[test]
+fn only_nodes_with_the_cluster_secret_join() {
+    let secret = ["--cluster-secret", "open sesame"];
+    let mut balancer_args = LENIENT_BALANCER.to_vec();
+    balancer_args.extend(secret);
+    let mut node_args = NODE_ARGS.to_vec();
+    node_args.extend(secret);
+    let cluster = Cluster::start(1, 1, &balancer_args, &node_args);
+
+    // A node without the secret (or with another) never becomes a member.
+    let addr = cluster.addr();
+    let intruders = [
+        common::Node::start(CORES, &["--balancer", &addr]),
+        common::Node::start(CORES, &["--balancer", &addr, "--cluster-secret", "guess"]),
+    ];
+    let refused = wait_until(Duration::from_secs(20), || {
+        cluster
+            .balancer
+            .log_text()
+            .matches("join refused: wrong cluster secret")
+            .count()
+            >= 2
+    });
+    assert!(refused, "balancer log:\n{}", cluster.balancer.log_text());
+    let mut c = cluster.client();
+    c.refresh_map().expect("map");
+    for n in &intruders {
+        assert!(member_at(&c, n.port).is_none(), "node {} joined", n.port);
+    }
+
+    // The members replicate as usual.
+    for i in 0..50 {
+        retry20(&mut c, |c| c.set(format!("s{i}"), "v")).expect("set");
+    }
+    if let Err(state) = wait_digests_converge(&mut c, 2, Duration::from_secs(30)) {
+        panic!("primary and replica never agreed:\n{state}");
+    }
+    let replica = cluster.replicas[0].port;
+    let counts = digest(replica).expect("digest");
+    assert_eq!(
+        counts.iter().step_by(2).sum::<u64>(),
+        50,
+        "the replica holds every key"
+    );
+
+    // Removing a member takes the secret.
+    let member = member_at(&c, replica).expect("replica in the map").0;
+    assert!(
+        c.remove_member(member, None).is_err(),
+        "a removal without the secret went through"
+    );
+    assert!(c.remove_member(member, Some("guess".into())).is_err());
+    c.remove_member(member, Some("open sesame".into()))
+        .expect("removal with the secret");
+    wait_for_map_where(&cluster.balancer, Duration::from_secs(20), |c| {
+        member_at(c, replica).is_none()
+    });
 }

@@ -153,11 +153,18 @@ impl Client {
     }
 
     /// Asks the balancer to remove member `id` (a primary hands its ranges on to the other
-    /// groups first, then stops); returns the map as the removal left it (for a primary, with
-    /// the range move under way).
-    pub fn remove_member(&mut self, id: u64) -> Result<ClusterMap, ClientError> {
+    /// groups first, then stops), with the cluster secret if the balancer has one; returns the
+    /// map as the removal left it (for a primary, with the range move under way).
+    pub fn remove_member(
+        &mut self,
+        id: u64,
+        secret: Option<String>,
+    ) -> Result<ClusterMap, ClientError> {
         let reply_limits = self.reply_limits;
-        let body = ringcache_cluster::encode_body(&id);
+        let body = ringcache_cluster::encode_body(&ringcache_cluster::RemoveRequest {
+            member: id,
+            secret,
+        });
         let reply = self.conn(MAIN).and_then(|c| {
             c.control(
                 ringcache_proto::control::CLUSTER_REMOVE,

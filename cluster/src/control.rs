@@ -46,6 +46,27 @@ pub enum ControlReply {
     Removed,
 }
 
+/// An operator's request to remove a member (see `ringcache cli cluster remove`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveRequest {
+    /// The member to remove.
+    pub member: MemberId,
+    /// The cluster secret, when the balancer has one.
+    pub secret: Option<String>,
+}
+
+/// Whether `given` opens a cluster whose secret is `expected` (any, when it has none); the
+/// comparison takes the same time wherever the first differing byte is.
+pub fn secret_matches(expected: Option<&str>, given: Option<&str>) -> bool {
+    match expected {
+        None => true,
+        Some(e) => given.is_some_and(|g| {
+            let (a, b) = (e.as_bytes(), g.as_bytes());
+            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        }),
+    }
+}
+
 /// Serialises a control body.
 pub fn encode_body<T: Serialize>(v: &T) -> Vec<u8> {
     bincode::serialize(v).unwrap_or_default()
@@ -80,6 +101,7 @@ mod tests {
             core_ports: vec![2, 3],
             role: Role::Primary,
             group: None,
+            secret: Some("s3cret".into()),
         };
         let b = encode_body(&join);
         let back: JoinRequest = decode_body(&b).unwrap();
@@ -89,6 +111,12 @@ mod tests {
         let back: ControlReply = decode_body(&encode_body(&r)).unwrap();
         assert_eq!(back, r);
         assert!(decode_body::<ControlReply>(&[0xff; 3]).is_err());
+        assert!(secret_matches(None, None));
+        assert!(secret_matches(None, Some("x")));
+        assert!(secret_matches(Some("s3cret"), Some("s3cret")));
+        assert!(!secret_matches(Some("s3cret"), Some("s3creT")));
+        assert!(!secret_matches(Some("s3cret"), Some("s3cre")));
+        assert!(!secret_matches(Some("s3cret"), None));
         assert!(decode_body::<Heartbeat>(&[]).is_err());
     }
 }

@@ -12,7 +12,9 @@ mod placement;
 pub mod replication;
 mod ring;
 
-pub use control::{decode_body, encode_body, ControlReply, Heartbeat};
+pub use control::{
+    decode_body, encode_body, secret_matches, ControlReply, Heartbeat, RemoveRequest,
+};
 pub use hlc::HybridClock;
 pub use map::{
     ClusterMap, Member, MemberId, MemberState, RangeMove, Role, Route, RouteError, ShardGroup,

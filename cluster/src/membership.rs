@@ -41,6 +41,8 @@ pub struct JoinRequest {
     pub role: Role,
     /// The group it names (replicas), if any.
     pub group: Option<GroupId>,
+    /// The cluster secret it was given (checked by the balancer before this reaches here).
+    pub secret: Option<String>,
 }
 
 /// What happened.

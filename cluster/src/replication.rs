@@ -109,6 +109,8 @@ pub struct StreamHello {
     pub group: u32,
     /// A range move, not replication: the receiver keeps its own data and answers no position.
     pub moving: bool,
+    /// The cluster secret, when the nodes have one.
+    pub secret: Option<String>,
 }
 
 /// The replica's answer to [`StreamHello`]: the last sequence it holds of that stream, if it

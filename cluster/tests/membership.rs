@@ -12,6 +12,7 @@ fn join(port: u16, role: Role, group: Option<u32>) -> Event {
         core_ports: vec![port + 1, port + 2],
         role,
         group,
+        secret: None,
     })
 }
 

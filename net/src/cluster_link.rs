@@ -34,6 +34,8 @@ pub struct LinkConfig {
     pub heartbeat: Duration,
     /// The host other parties reach this node at.
     pub host: String,
+    /// The cluster secret.
+    pub secret: Option<String>,
 }
 
 /// The cluster as one core sees it.
@@ -161,6 +163,7 @@ fn run_link(
         core_ports,
         role: cfg.role,
         group: cfg.group,
+        secret: cfg.secret.clone(),
     });
     let known = Arc::new(Mutex::new(Known {
         member: None,

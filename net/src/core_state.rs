@@ -45,6 +45,8 @@ pub struct CoreState {
     pub streams: StreamTable,
     /// What the heartbeat reports for this core (written here, read by the link thread).
     pub progress: Arc<CoreProgress>,
+    /// The cluster secret, shown to and required of replication peers.
+    pub cfg_secret: Option<String>,
 }
 
 /// One core's replication position and readiness, for the node's heartbeat. Written by the
@@ -119,6 +121,7 @@ impl CoreState {
             ),
             streams: StreamTable::default(),
             progress: Arc::new(CoreProgress::default()),
+            cfg_secret: cfg.cluster.as_ref().and_then(|c| c.secret.clone()),
         }
     }
 

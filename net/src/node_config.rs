@@ -84,6 +84,10 @@ pub struct NodeArgs {
     /// (a replica that stays silent longer is normally declared dead well before).
     #[arg(long, env = "RINGCACHE_REPL_TIMEOUT_MS", default_value_t = 5000)]
     pub repl_timeout_ms: u64,
+    /// The cluster secret (the balancer's `--cluster-secret`): presented when joining, and
+    /// required of primaries that open a replication stream to this node.
+    #[arg(long, env = "RINGCACHE_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
     /// Host the balancer and clients reach this node at (default: --bind).
     #[arg(long, env = "RINGCACHE_ADVERTISE")]
     pub advertise: Option<String>,
@@ -222,6 +226,7 @@ impl NodeConfig {
                     role: a.role,
                     group: a.group,
                     heartbeat: Duration::from_millis(a.heartbeat_ms.max(1)),
+                    secret: a.cluster_secret.clone(),
                     host: a.advertise.clone().unwrap_or_else(|| a.bind.to_string()),
                 }),
             write_ack: a.write_ack,

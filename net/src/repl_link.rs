@@ -68,6 +68,7 @@ async fn session(core: &SharedCore, link: &Rc<ReplLink>) -> std::io::Result<()> 
             primary_cores: c.cores,
             group: c.cluster.as_ref().and_then(|v| v.group).unwrap_or(0),
             moving: link.filter.is_some(),
+            secret: c.cfg_secret.clone(),
         }
     };
     let mut out = BytesMut::new();

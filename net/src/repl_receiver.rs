@@ -48,6 +48,14 @@ pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext
             let mut core = ctx.core.borrow_mut();
             let step = match (h.opcode, hello.as_ref()) {
                 (REPL_HELLO, _) => match decode_body::<StreamHello>(body) {
+                    Ok(hi)
+                        if !ringcache_cluster::secret_matches(
+                            core.cfg_secret.as_deref(),
+                            hi.secret.as_deref(),
+                        ) =>
+                    {
+                        Err("a replication stream with a wrong or missing cluster secret".into())
+                    }
                     Ok(hi) if !hi.moving && !accepts_stream(&core, &hi) => Err(format!(
                         "refusing a replication stream for shard group {} (this member is not \
                          a replica of it in its map, epoch {})",

@@ -10,8 +10,8 @@ use futures_channel::mpsc;
 use futures_lite::{AsyncWriteExt, StreamExt};
 use glommio::net::TcpStream;
 use ringcache_cluster::{
-    decode_body, encode_body, Action, ClusterMap, ControlReply, Event, Heartbeat, JoinRequest,
-    Membership,
+    decode_body, encode_body, secret_matches, Action, ClusterMap, ControlReply, Event, Heartbeat,
+    JoinRequest, Membership, RemoveRequest,
 };
 use ringcache_proto::control::{self, encode_control};
 use tracing::{debug, info, warn};
@@ -22,6 +22,8 @@ use super::Shared;
 /// senders that hand every new map to each core. Only control frames and the ticker take the
 /// lock; the data path reads each core's own copy of the map.
 pub(super) struct Control {
+    /// Joins and removals must carry it, when set.
+    pub(super) secret: Option<String>,
     pub(super) membership: Membership,
     pub(super) map: Arc<ClusterMap>,
     pub(super) started: Instant,
@@ -92,6 +94,12 @@ fn control_locked(st: &mut Control, opcode: u8, body: &[u8]) -> ControlReply {
                 Ok(r) => r,
                 Err(reason) => return ControlReply::Reject { reason },
             };
+            if !secret_matches(st.secret.as_deref(), req.secret.as_deref()) {
+                warn!(host = %req.host, port = req.main_port, "join refused: wrong cluster secret");
+                return ControlReply::Reject {
+                    reason: "wrong or missing cluster secret (--cluster-secret)".into(),
+                };
+            }
             let actions = st.handle(Event::Join(req));
             for a in actions {
                 match a {
@@ -134,8 +142,13 @@ fn control_locked(st: &mut Control, opcode: u8, body: &[u8]) -> ControlReply {
             }
         }
         control::CLUSTER_MAP => ControlReply::Map(Some((*st.map).clone())),
-        control::CLUSTER_REMOVE => match decode_body::<u64>(body) {
-            Ok(member) => {
+        control::CLUSTER_REMOVE => match decode_body::<RemoveRequest>(body) {
+            Ok(req) if !secret_matches(st.secret.as_deref(), req.secret.as_deref()) => {
+                ControlReply::Reject {
+                    reason: "wrong or missing cluster secret (--cluster-secret)".into(),
+                }
+            }
+            Ok(RemoveRequest { member, .. }) => {
                 info!(member, "operator removes a member");
                 let actions = st.handle(Event::Remove { member });
                 match actions.into_iter().find_map(|a| match a {

@@ -58,6 +58,10 @@ pub struct BalancerArgs {
     /// Heartbeats a node may miss before it is declared dead and removed from the map.
     #[arg(long, env = "RINGCACHE_MISSED_HEARTBEATS", default_value_t = 5)]
     pub missed_heartbeats: u64,
+    /// Secret nodes must present to join (and operators to remove one); set the same on every
+    /// node (`ringcache node --cluster-secret`). Without it any node that reaches the port joins.
+    #[arg(long, env = "RINGCACHE_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
     /// Virtual nodes per shard group on the ring.
     #[arg(long, env = "RINGCACHE_VNODES", default_value_t = DEFAULT_VNODES)]
     pub vnodes: u32,
@@ -116,6 +120,7 @@ pub fn run_balancer(args: BalancerArgs, stop: StopFlag) -> anyhow::Result<()> {
         receivers.push(rx);
     }
     let control: SharedControl = Arc::new(Mutex::new(Control {
+        secret: args.cluster_secret.clone(),
         map: Arc::new(membership.map().clone()),
         membership,
         started: Instant::now(),
