@@ -20,11 +20,17 @@ use crate::core_state::{now_ms, CoreState};
 use crate::read_buf::ReadBuf;
 use crate::replication::forward_applied;
 
+/// Largest replication frame taken whatever this node's own limits (256 MiB).
+const REPL_MAX_FRAME: usize = 256 << 20;
+
 /// Serves a replication stream until the primary goes away or sends garbage.
 pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext>) {
     let _ = stream.set_read_timeout(None);
+    // A primary configured with larger values than this node must not wedge the stream on a
+    // frame this node would refuse as a client request (the write itself is then skipped by
+    // the store, with a log line); the bound still keeps a bogus length from taking memory.
     let limits = Limits {
-        max_frame: ctx.cfg.limits.max_frame + 64 * 1024,
+        max_frame: (ctx.cfg.limits.max_frame + 64 * 1024).max(REPL_MAX_FRAME),
         ..ctx.cfg.limits
     };
     let mut hello: Option<StreamHello> = None;
