@@ -14,7 +14,7 @@ use ringcache_proto::resp::RespParser;
 use ringcache_proto::resp_command::parse_command;
 use ringcache_proto::resp_encode::RespVersion;
 use ringcache_proto::{
-    decode_frame, decode_request, Command, Epoch, ErrorKind, Opcode, Response, ValueRef, MAGIC,
+    decode_frame, decode_request, Command, Epoch, ErrorKind, Opcode, Response, MAGIC,
 };
 use tracing::debug;
 
@@ -22,15 +22,13 @@ use ringcache_cluster::core_for_key;
 
 use crate::core_state::{now_ms, SharedCore};
 use crate::execute::execute;
-use crate::handover::{
-    broadcast_op, run_remote, CountKind, OwnedValue, RemoteOp, RemoteReply, ReplyTo, Wire,
-};
+use crate::handover::{RemoteOp, ReplyTo, Wire};
 use crate::mesh::Mesh;
 use crate::node_config::NodeConfig;
-use crate::ordered_replies::{failed, Ordered, Slot};
+use crate::ordered_replies::{Ordered, Slot};
 use crate::read_buf::ReadBuf;
-use crate::replication::{replicate, replicates, wait_gate};
-use crate::routing::{multi_keys, plan, split_by_core, Plan};
+use crate::replication::{replicate, replicates};
+use crate::routing::{plan, Plan};
 
 /// Replies are written out once this many bytes are pending.
 const OUT_FLUSH: usize = 256 * 1024;
@@ -52,7 +50,7 @@ pub struct ConnContext {
 
 /// Whether to go on reading after a batch.
 #[derive(Debug, PartialEq, Eq)]
-enum After {
+pub(crate) enum After {
     Continue,
     Close,
     /// A primary opened a replication stream on this connection.
@@ -70,13 +68,15 @@ struct Parsed<'a> {
     replication: bool,
 }
 
-struct Conn {
-    wire: Option<Wire>,
+/// One connection's state. Its methods are spread over three files: this one (parse, run,
+/// reply order), `fan_out` (requests spanning cores) and `session` (PING, HELLO, AUTH…).
+pub(crate) struct Conn {
+    pub(crate) wire: Option<Wire>,
     resp: RespParser,
     /// A second parser for looking ahead without disturbing `resp`'s progress.
     scan: RespParser,
-    authed: bool,
-    client_id: u64,
+    pub(crate) authed: bool,
+    pub(crate) client_id: u64,
     ordered: Ordered,
 }
 
@@ -421,335 +421,4 @@ impl Conn {
             self.ordered.slots.push_back(Slot::Local(len));
         }
     }
-
-    /// Runs `op` on core `to`: directly when it is this core, else handed over the mesh.
-    async fn on_core(&self, ctx: &ConnContext, to: u32, op: RemoteOp, now: u64) -> RemoteReply {
-        let me = ctx.core.borrow().id;
-        if to == me {
-            let (reply, gate) = run_remote(&mut ctx.core.borrow_mut(), op, now);
-            return match gate {
-                None => reply,
-                Some(g) => match wait_gate(g).await {
-                    Ok(()) => reply,
-                    Err(msg) => RemoteReply::Failed(msg),
-                },
-            };
-        }
-        match &ctx.mesh {
-            Some(mesh) => match mesh.call(to, op).await {
-                Ok(r) => r,
-                Err(e) => RemoteReply::Failed(e.to_string()),
-            },
-            None => RemoteReply::Failed(format!("no mesh to reach core {to}")),
-        }
-    }
-
-    async fn run_split(
-        &self,
-        cmd: &Command<'_>,
-        ctx: &ConnContext,
-        out: &mut BytesMut,
-        to: ReplyTo,
-        now: u64,
-    ) {
-        let reply = |out: &mut BytesMut, resp: &Response<'_>| to.encode(out, resp);
-        let keys = multi_keys(cmd).unwrap_or_default();
-        let cores = ctx.core.borrow().cores;
-        let groups = split_by_core(&keys, cores);
-        match cmd {
-            Command::MGet { .. } => {
-                let mut values: Vec<Option<OwnedValue>> = vec![None; keys.len()];
-                for (core, positions) in groups {
-                    let part: Vec<Vec<u8>> = positions.iter().map(|&i| keys[i].to_vec()).collect();
-                    let got = self
-                        .on_core(ctx, core, RemoteOp::Get { keys: part }, now)
-                        .await;
-                    match got {
-                        RemoteReply::Values(vs) => {
-                            for (i, v) in positions.into_iter().zip(vs) {
-                                values[i] = v;
-                            }
-                        }
-                        other => return reply(out, &failed(other)),
-                    }
-                }
-                let refs = values
-                    .iter()
-                    .map(|v| {
-                        v.as_ref().map(|v| ValueRef {
-                            value: &v.value,
-                            version: v.version,
-                            ttl_ms: v.ttl_ms,
-                        })
-                    })
-                    .collect();
-                reply(out, &Response::Values(refs));
-            }
-            Command::MSet { pairs } => {
-                for (core, positions) in groups {
-                    let part = positions
-                        .iter()
-                        .map(|&i| (pairs[i].0.to_vec(), pairs[i].1.to_vec()))
-                        .collect();
-                    let op = RemoteOp::MSet { pairs: part };
-                    let got = self.on_core(ctx, core, op, now).await;
-                    if !matches!(got, RemoteReply::Done) {
-                        return reply(out, &failed(got));
-                    }
-                }
-                reply(out, &Response::Ok);
-            }
-            _ => {
-                let kind = match cmd {
-                    Command::Del { .. } => CountKind::Del,
-                    Command::Exists { .. } => CountKind::Exists,
-                    _ => CountKind::Touch,
-                };
-                let mut total = 0;
-                for (core, positions) in groups {
-                    let part = positions.iter().map(|&i| keys[i].to_vec()).collect();
-                    let op = RemoteOp::Count { kind, keys: part };
-                    let got = self.on_core(ctx, core, op, now).await;
-                    match got {
-                        RemoteReply::Count(n) => total += n,
-                        other => return reply(out, &failed(other)),
-                    }
-                }
-                reply(out, &Response::Int(total));
-            }
-        }
-    }
-
-    async fn run_broadcast(
-        &self,
-        cmd: &Command<'_>,
-        ctx: &ConnContext,
-        out: &mut BytesMut,
-        to: ReplyTo,
-        now: u64,
-    ) {
-        let reply = |out: &mut BytesMut, resp: &Response<'_>| to.encode(out, resp);
-        let cores = ctx.core.borrow().cores;
-        let mut fields: Vec<(String, u64)> = Vec::new();
-        let mut total = ringcache_engine::Stats::default();
-        let mut digests: Vec<Vec<u8>> = Vec::new();
-        for core in 0..cores {
-            let Some(bop) = broadcast_op(cmd) else {
-                return reply(
-                    out,
-                    &Response::error(ErrorKind::Internal, "not a broadcast command"),
-                );
-            };
-            let got = self.on_core(ctx, core, bop, now).await;
-            match got {
-                RemoteReply::Done => {}
-                RemoteReply::Stats(f, s) => {
-                    total.merge(&s);
-                    fields.extend(f);
-                }
-                RemoteReply::Digest(n, d) => {
-                    digests.push(n.to_string().into_bytes());
-                    digests.push(d.to_string().into_bytes());
-                }
-                other => return reply(out, &failed(other)),
-            }
-        }
-        if matches!(cmd, Command::Stats) {
-            let mut all: Vec<(std::borrow::Cow<'_, str>, u64)> = total
-                .fields()
-                .iter()
-                .map(|(n, v)| (std::borrow::Cow::Borrowed(*n), *v))
-                .collect();
-            all.push(("cores".into(), u64::from(cores)));
-            all.extend(
-                repl_totals(&fields)
-                    .into_iter()
-                    .map(|(n, v)| (std::borrow::Cow::Borrowed(n), v)),
-            );
-            all.extend(
-                fields
-                    .into_iter()
-                    .map(|(n, v)| (std::borrow::Cow::Owned(n), v)),
-            );
-            reply(out, &Response::Stats(all));
-        } else if matches!(cmd, Command::Digest) {
-            let values = digests
-                .iter()
-                .map(|d| {
-                    Some(ValueRef {
-                        value: d,
-                        version: 0,
-                        ttl_ms: None,
-                    })
-                })
-                .collect();
-            reply(out, &Response::Values(values));
-        } else {
-            reply(out, &Response::Ok);
-        }
-    }
-
-    fn run_session(
-        &mut self,
-        cmd: &Command<'_>,
-        ctx: &ConnContext,
-        out: &mut BytesMut,
-        to: ReplyTo,
-    ) -> After {
-        let wire = to.wire;
-        let reply = |out: &mut BytesMut, w: Wire, resp: &Response<'_>| {
-            ReplyTo { wire: w, ..to }.encode(out, resp)
-        };
-        match cmd {
-            Command::Ping { msg: None } => reply(out, wire, &Response::Pong),
-            Command::Ping { msg: Some(m) } => reply(out, wire, &Response::Bulk(m)),
-            Command::Hello { version, auth } => {
-                if let Some(creds) = auth {
-                    if !self.check_password(ctx, creds.password) {
-                        reply(
-                            out,
-                            wire,
-                            &Response::error(
-                                ErrorKind::WrongPass,
-                                "invalid username-password pair or user is disabled.",
-                            ),
-                        );
-                        return After::Continue;
-                    }
-                    self.authed = true;
-                }
-                if !self.authed {
-                    reply(
-                        out,
-                        wire,
-                        &Response::error(
-                            ErrorKind::NoAuth,
-                            "HELLO must be called with the client's credentials (AUTH)",
-                        ),
-                    );
-                    return After::Continue;
-                }
-                let new_wire = match (wire, version) {
-                    (Wire::Native, _) => Wire::Native,
-                    (_, None) => wire,
-                    (_, Some(2)) => Wire::Resp(RespVersion::V2),
-                    (_, Some(3)) => Wire::Resp(RespVersion::V3),
-                    (_, Some(_)) => {
-                        reply(
-                            out,
-                            wire,
-                            &Response::error(ErrorKind::NoProto, "unsupported protocol version"),
-                        );
-                        return After::Continue;
-                    }
-                };
-                self.wire = Some(new_wire);
-                let proto = match new_wire {
-                    Wire::Resp(v) => v.number(),
-                    Wire::Native => 0,
-                };
-                reply(
-                    out,
-                    new_wire,
-                    &Response::Hello {
-                        proto,
-                        id: self.client_id,
-                    },
-                );
-            }
-            Command::Auth { creds } => {
-                if ctx.cfg.password.is_none() {
-                    reply(out, wire, &Response::error(ErrorKind::Unsupported, "AUTH <password> called without any password configured for the default user."));
-                } else if self.check_password(ctx, creds.password) {
-                    self.authed = true;
-                    reply(out, wire, &Response::Ok);
-                } else {
-                    reply(
-                        out,
-                        wire,
-                        &Response::error(
-                            ErrorKind::WrongPass,
-                            "invalid username-password pair or user is disabled.",
-                        ),
-                    );
-                }
-            }
-            Command::Topology => {
-                let t = ctx.core.borrow().topology.clone();
-                reply(out, wire, &Response::Topology(t));
-            }
-            Command::ConfigGet { pattern } => {
-                // redis-benchmark asks for these; a cache persists nothing.
-                let pairs: Vec<(&[u8], &[u8])> = match pattern.to_ascii_lowercase().as_slice() {
-                    b"save" => vec![(b"save", b"")],
-                    b"appendonly" => vec![(b"appendonly", b"no")],
-                    _ => Vec::new(),
-                };
-                reply(out, wire, &Response::Pairs(pairs));
-            }
-            Command::CommandDocs => reply(out, wire, &Response::Values(Vec::new())),
-            Command::Select { db: 0 } | Command::ClientSetInfo | Command::ClientSetName { .. } => {
-                reply(out, wire, &Response::Ok)
-            }
-            Command::Select { .. } => reply(
-                out,
-                wire,
-                &Response::error(ErrorKind::Unsupported, "DB index is out of range"),
-            ),
-            Command::Quit => {
-                reply(out, wire, &Response::Ok);
-                return After::Close;
-            }
-            other => reply(
-                out,
-                wire,
-                &Response::error(
-                    ErrorKind::Unsupported,
-                    format!("{:?} is not supported here", other.opcode()),
-                ),
-            ),
-        }
-        After::Continue
-    }
-
-    fn check_password(&self, ctx: &ConnContext, given: &[u8]) -> bool {
-        ctx.cfg
-            .password
-            .as_ref()
-            .is_some_and(|p| constant_time_eq(p.as_bytes(), given))
-    }
-}
-
-/// Node totals of the per-core replication counters: sums, except `repl_caught_up`, which is
-/// 1 only when every core serves reads.
-fn repl_totals(fields: &[(String, u64)]) -> Vec<(&'static str, u64)> {
-    const NAMES: [&str; 7] = [
-        "repl_full_copies",
-        "repl_backlog_catchups",
-        "repl_ack_failures",
-        "repl_applied",
-        "repl_caught_up",
-        "repl_links",
-        "repl_pending_acks",
-    ];
-    NAMES
-        .iter()
-        .map(|&name| {
-            let values = fields
-                .iter()
-                .filter(|(n, _)| n.split_once('.').is_some_and(|(_, rest)| rest == name))
-                .map(|(_, v)| *v);
-            let total = if name == "repl_caught_up" {
-                values.min().unwrap_or(1)
-            } else {
-                values.sum()
-            };
-            (name, total)
-        })
-        .collect()
-}
-
-/// Compares secrets without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

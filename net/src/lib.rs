@@ -7,6 +7,7 @@ pub mod cluster_link;
 pub mod connection;
 pub mod core_state;
 pub mod execute;
+mod fan_out;
 pub mod handover;
 pub mod mesh;
 pub mod node;
@@ -17,6 +18,7 @@ pub mod repl_link;
 pub mod repl_receiver;
 pub mod replication;
 pub mod routing;
+mod session;
 
 pub use balancer::{run_balancer, BalancerArgs};
 pub use node::{allowed_cpus, run_node, StopFlag};
