@@ -509,3 +509,52 @@ fn only_nodes_with_the_cluster_secret_join() {
         member_at(c, replica).is_none()
     });
 }
+
+/// A balancer killed and started again knows nothing; the nodes rejoin naming their groups and
+/// roles, and it rebuilds the same groups and so the same ring: no data moves, nothing is lost.
+#[test]
+fn a_restarted_balancer_rebuilds_the_map_from_the_nodes() {
+    let mut cluster = Cluster::start(3, 1, &LENIENT_BALANCER, &NODE_ARGS);
+    let mut c = cluster.client();
+    let keys: Vec<String> = (0..600).map(|i| format!("rb{i}")).collect();
+    for k in &keys {
+        retry20(&mut c, |c| c.set(k, k.as_bytes())).expect("set");
+    }
+    c.refresh_map().expect("map");
+    let before = c.cluster_map().unwrap().clone();
+    let place = |map: &ringcache_cluster::ClusterMap, port: u16| {
+        map.members
+            .iter()
+            .find(|m| m.main_port == port)
+            .map(|m| (m.group, m.role))
+    };
+
+    cluster.balancer.restart(&LENIENT_BALANCER);
+    let ports: Vec<u16> = cluster
+        .primaries
+        .iter()
+        .chain(&cluster.replicas)
+        .map(|n| n.port)
+        .collect();
+    let mut c = wait_for_map_where(&cluster.balancer, Duration::from_secs(60), |c| {
+        let map = c.cluster_map().unwrap();
+        map.moving.is_none() && ports.iter().all(|&p| place(map, p) == place(&before, p))
+    });
+    let after = c.cluster_map().unwrap().clone();
+    assert_eq!(after.ring, before.ring, "the ring changed");
+    assert!(after.epoch > before.epoch, "epochs went back");
+
+    for k in &keys {
+        assert_eq!(
+            retry20(&mut c, |c| c.get(k)).expect("get"),
+            Some(k.as_bytes().to_vec()),
+            "{k} after the balancer restarted"
+        );
+    }
+    for i in 0..100 {
+        retry20(&mut c, |c| c.set(format!("new{i}"), "v")).expect("set after the restart");
+    }
+    if let Err(state) = wait_digests_converge(&mut c, 2, Duration::from_secs(30)) {
+        panic!("group members never agreed after the restart:\n{state}");
+    }
+}

@@ -17,6 +17,8 @@ pub struct Heartbeat {
     pub ready: bool,
     /// The last range move every core of it finished streaming (0: none).
     pub moved: u64,
+    /// Its main port (the balancer checks the id still names this node).
+    pub main_port: u16,
     /// The map epoch it holds (the balancer answers a newer map).
     pub epoch: u64,
 }
@@ -102,6 +104,7 @@ mod tests {
             role: Role::Primary,
             group: None,
             secret: Some("s3cret".into()),
+            previous: None,
         };
         let b = encode_body(&join);
         let back: JoinRequest = decode_body(&b).unwrap();

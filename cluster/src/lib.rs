@@ -19,6 +19,6 @@ pub use hlc::HybridClock;
 pub use map::{
     ClusterMap, Member, MemberId, MemberState, RangeMove, Role, Route, RouteError, ShardGroup,
 };
-pub use membership::{Action, Event, JoinRequest, Membership, MembershipConfig};
+pub use membership::{Action, Event, JoinRequest, Membership, MembershipConfig, Place};
 pub use placement::{core_for_hash, core_for_key, key_hash};
 pub use ring::{balance, GroupId, Ring, DEFAULT_VNODES};

@@ -43,6 +43,20 @@ pub struct JoinRequest {
     pub group: Option<GroupId>,
     /// The cluster secret it was given (checked by the balancer before this reaches here).
     pub secret: Option<String>,
+    /// Where it stood in the last map it had, when it had one: a restarted balancer rebuilds
+    /// the groups (and so the same ring) from these.
+    pub previous: Option<Place>,
+}
+
+/// A member's place in a map it was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Place {
+    /// Its group.
+    pub group: GroupId,
+    /// Its role there.
+    pub role: Role,
+    /// That map's epoch.
+    pub epoch: u64,
 }
 
 /// What happened.
@@ -58,6 +72,9 @@ pub enum Event {
         applied: u64,
         ready: bool,
         moved: u64,
+        /// The sender's main port (0: not checked): a restarted balancer reuses member ids,
+        /// so a heartbeat whose id now names another node must not count for that node.
+        port: u16,
     },
     /// An operator removes a member: a primary hands its ranges on first, then leaves.
     Remove { member: MemberId },
@@ -108,6 +125,12 @@ pub struct Membership {
     /// Source primaries that finished the current move.
     pub(crate) moved: HashMap<MemberId, u64>,
     pub(crate) next_move: u64,
+    /// Groups this balancer removed: a claim to one of them is not honoured.
+    pub(crate) retired: std::collections::HashSet<GroupId>,
+    /// The first time this balancer saw (for the grace period of a rebuild).
+    born: Option<u64>,
+    /// A node named its place in an earlier map: this balancer is rebuilding one.
+    claims_seen: bool,
     next_member: MemberId,
     next_group: GroupId,
 }
@@ -124,6 +147,9 @@ impl Membership {
             removed: HashMap::new(),
             moved: HashMap::new(),
             next_move: 1,
+            retired: std::collections::HashSet::new(),
+            born: None,
+            claims_seen: false,
             next_member: 1,
             next_group: 1,
         }
@@ -136,6 +162,7 @@ impl Membership {
 
     /// Handles `event` at time `now` (ms) and returns the actions to carry out.
     pub fn handle(&mut self, event: Event, now: u64) -> Vec<Action> {
+        self.born.get_or_insert(now);
         match event {
             Event::Join(req) => self.join(req, now),
             Event::Heartbeat {
@@ -143,8 +170,13 @@ impl Membership {
                 applied,
                 ready,
                 moved,
+                port,
             } => {
-                if self.map.member(member).is_none() {
+                let other = self
+                    .map
+                    .member(member)
+                    .is_some_and(|m| port != 0 && m.main_port != port);
+                if other || self.map.member(member).is_none() {
                     if self.removed.values().any(|&m| m == member) {
                         return vec![Action::Removed { member }];
                     }
@@ -199,6 +231,20 @@ impl Membership {
         }
         let id = self.next_member;
         let mut actions = Vec::new();
+        if req.previous.is_some() {
+            self.claims_seen = true;
+        } else if req.role == Role::Primary && self.claims_seen && self.in_grace(now) {
+            // A brand-new group now could take the id of a group whose nodes are still on
+            // their way back.
+            return vec![Action::Reject {
+                reason: "the balancer is rebuilding the cluster map from returning nodes; a new primary joins after that".into(),
+            }];
+        }
+        if let Some(p) = req.previous {
+            if self.map.group(p.group).is_none() && !self.retired.contains(&p.group) {
+                return self.rebuild_group(req, p, now);
+            }
+        }
         // A node that comes back (restarted or reconnected) rejoins its former group as a
         // replica: the group's data lives on there, not in a new group.
         let former = self
@@ -207,7 +253,13 @@ impl Membership {
             .copied()
             .filter(|g| self.map.group(*g).is_some());
         let mut req = req;
-        if let Some(g) = former {
+        // Its old primaryship counts only where the group lacks a primary.
+        let claims_primary = req.previous.is_some_and(|p| p.role == Role::Primary);
+        let claimed = req
+            .previous
+            .map(|p| p.group)
+            .filter(|g| self.map.group(*g).is_some());
+        if let Some(g) = former.or(claimed) {
             req.role = Role::Replica;
             req.group = Some(g);
         }
@@ -234,8 +286,8 @@ impl Membership {
         self.next_member += 1;
         if let (Some(g), Role::Replica) = (group, req.role) {
             if let Some(sg) = self.map.groups.iter_mut().find(|sg| sg.id == g) {
-                if sg.primary.is_none() && sg.replicas.is_empty() {
-                    // A headless group: whoever comes first leads it.
+                if sg.primary.is_none() && (sg.replicas.is_empty() || claims_primary) {
+                    // A headless group: whoever comes first leads it (or its old primary).
                     sg.primary = Some(id);
                     req.role = Role::Primary;
                 } else {
@@ -358,10 +410,14 @@ impl Membership {
             .filter(|m| now.saturating_sub(self.last_seen.get(&m.id).copied().unwrap_or(0)) > limit)
             .map(|m| m.id)
             .collect();
+        let mut actions = self.promote_headless(now);
         if dead.is_empty() {
-            return Vec::new();
+            if !actions.is_empty() {
+                self.map.epoch += 1;
+                actions.push(Action::PublishMap);
+            }
+            return actions;
         }
-        let mut actions = Vec::new();
         for id in dead {
             actions.push(Action::Dead { member: id });
             actions.extend(self.remove(id));
@@ -414,6 +470,90 @@ impl Membership {
         }
         self.applied.remove(&id);
         actions.extend(self.assign_waiting());
+        actions
+    }
+}
+
+impl Membership {
+    /// Whether `now` is within the rebuild grace period: twice the failure-detection time
+    /// since this balancer started.
+    fn in_grace(&self, now: u64) -> bool {
+        let grace = self
+            .config
+            .heartbeat_interval_ms
+            .saturating_mul(self.config.missed_heartbeats.max(1))
+            .saturating_mul(2);
+        now.saturating_sub(self.born.unwrap_or(now)) <= grace
+    }
+
+    /// A node names a group this balancer never knew (the balancer restarted): the group is
+    /// made again under its old id, with the node in its old role, and put straight on the
+    /// ring (the ring follows from the group ids, so once every group is back it is the ring
+    /// the nodes had). Epochs continue above the node's.
+    fn rebuild_group(&mut self, req: JoinRequest, p: Place, now: u64) -> Vec<Action> {
+        let id = self.next_member;
+        self.next_member += 1;
+        let primary = p.role == Role::Primary;
+        self.map.groups.push(ShardGroup {
+            id: p.group,
+            primary: primary.then_some(id),
+            replicas: if primary { Vec::new() } else { vec![id] },
+        });
+        self.next_group = self.next_group.max(p.group + 1);
+        self.map.members.push(Member {
+            id,
+            host: req.host,
+            main_port: req.main_port,
+            core_ports: req.core_ports,
+            role: p.role,
+            group: Some(p.group),
+            state: MemberState::Active,
+        });
+        self.last_seen.insert(id, now);
+        self.map.rebuild_ring();
+        let mut actions = vec![Action::Welcome {
+            member: id,
+            group: Some(p.group),
+        }];
+        actions.extend(self.restart_move());
+        self.map.epoch = self.map.epoch.max(p.epoch) + 1;
+        actions.push(Action::PublishMap);
+        actions
+    }
+
+    /// Groups rebuilt from replicas whose primary did not come back within the grace period
+    /// (twice the failure-detection time since this balancer started) get their best replica
+    /// promoted.
+    pub(crate) fn promote_headless(&mut self, now: u64) -> Vec<Action> {
+        if self.in_grace(now) {
+            return Vec::new();
+        }
+        let mut actions = Vec::new();
+        let applied = &self.applied;
+        for sg in self.map.groups.iter_mut() {
+            if sg.primary.is_some() || sg.replicas.is_empty() {
+                continue;
+            }
+            let best = sg.replicas.iter().copied().max_by_key(|r| {
+                let (ready, n) = applied.get(r).copied().unwrap_or((false, 0));
+                (ready, n, std::cmp::Reverse(*r))
+            });
+            if let Some(r) = best {
+                sg.replicas.retain(|&x| x != r);
+                sg.primary = Some(r);
+                actions.push(Action::Promoted {
+                    member: r,
+                    group: sg.id,
+                });
+            }
+        }
+        for a in &actions {
+            if let Action::Promoted { member, .. } = a {
+                if let Some(m) = self.map.members.iter_mut().find(|m| m.id == *member) {
+                    m.role = Role::Primary;
+                }
+            }
+        }
         actions
     }
 }

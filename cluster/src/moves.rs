@@ -56,6 +56,7 @@ impl Membership {
             .filter(|&g| self.map.group(g).is_none_or(|sg| sg.primary.is_none()))
             .collect();
         self.map.groups.retain(|g| !headless.contains(&g.id));
+        self.retired.extend(headless.iter().copied());
         for mem in &mut self.map.members {
             if mem.group.is_some_and(|g| headless.contains(&g)) {
                 mem.group = None;
@@ -111,6 +112,7 @@ impl Membership {
                 continue;
             };
             self.map.groups.retain(|x| x.id != g);
+            self.retired.insert(g);
             if let Some(p) = sg.primary {
                 if let Some(mem) = self.map.member(p) {
                     self.removed.insert((mem.host.clone(), mem.main_port), p);

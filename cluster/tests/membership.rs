@@ -13,6 +13,7 @@ fn join(port: u16, role: Role, group: Option<u32>) -> Event {
         role,
         group,
         secret: None,
+        previous: None,
     })
 }
 
@@ -138,6 +139,7 @@ fn a_silent_primary_is_replaced_by_its_most_up_to_date_replica() {
                 applied: 10,
                 ready: true,
                 moved: 0,
+                port: 0,
             },
             t,
         );
@@ -147,6 +149,7 @@ fn a_silent_primary_is_replaced_by_its_most_up_to_date_replica() {
                 applied: 12,
                 ready: true,
                 moved: 0,
+                port: 0,
             },
             t,
         );
@@ -171,6 +174,7 @@ fn a_silent_primary_is_replaced_by_its_most_up_to_date_replica() {
                 applied: 0,
                 ready: true,
                 moved: 0,
+                port: 0,
             },
             302
         ),
@@ -218,6 +222,7 @@ enum Step {
     Beat(u64, u64),
     Leave(u64),
     Remove(u64),
+    Claim(u16, bool, u32),
     Advance(u64),
 }
 
@@ -228,6 +233,7 @@ proptest! {
         (1u64..20, 0u64..100).prop_map(|(m, a)| Step::Beat(m, a)),
         (1u64..20).prop_map(Step::Leave),
         (1u64..20).prop_map(Step::Remove),
+        (0u16..20, any::<bool>(), 1u32..6).prop_map(|(p, primary, g)| Step::Claim(p, primary, g)),
         (1u64..400).prop_map(Step::Advance),
     ], 1..80)) {
         let mut m = Membership::new(config());
@@ -245,10 +251,14 @@ proptest! {
                         Some(mv) if applied % 2 == 0 => mv.id,
                         _ => 0,
                     };
-                    m.handle(Event::Heartbeat { member: id, applied, ready: true, moved }, now);
+                    m.handle(Event::Heartbeat { member: id, applied, ready: true, moved, port: 0 }, now);
                 }
                 Step::Leave(id) => { m.handle(Event::Leave { member: id }, now); }
                 Step::Remove(id) => { m.handle(Event::Remove { member: id }, now); }
+                Step::Claim(p, primary, g) => {
+                    let role = if primary { Role::Primary } else { Role::Replica };
+                    m.handle(claim(1000 + p * 10, role, g, 5), now);
+                }
                 Step::Advance(dt) => { now += dt; m.handle(Event::Tick, now); }
             }
             prop_assert!(m.map().epoch >= epoch);
@@ -271,6 +281,7 @@ fn a_returning_node_rejoins_its_former_group_as_replica() {
                 applied: 1,
                 ready: true,
                 moved: 0,
+                port: 0,
             },
             t,
         );
@@ -301,6 +312,7 @@ fn a_caught_up_replica_is_promoted_before_a_fuller_one_still_copying() {
             applied,
             ready,
             moved: 0,
+            port: 0,
         };
         m.handle(beat(r1, 5, true), t);
         m.handle(beat(r2, 50, false), t);
@@ -315,6 +327,7 @@ fn beat(member: u64, moved: u64) -> Event {
         applied: 0,
         ready: true,
         moved,
+        port: 0,
     }
 }
 
@@ -396,5 +409,138 @@ fn an_operator_removes_a_primary_after_it_hands_its_ranges_on() {
         m.handle(Event::Remove { member: p1 }, 60).as_slice(),
         [Action::Reject { .. }]
     ));
+    check_invariants(m.map());
+}
+
+fn claim(port: u16, role: Role, group: u32, epoch: u64) -> Event {
+    Event::Join(JoinRequest {
+        host: "127.0.0.1".into(),
+        main_port: port,
+        core_ports: vec![port + 1, port + 2],
+        role,
+        group: None,
+        secret: None,
+        previous: Some(ringcache_cluster::Place { group, role, epoch }),
+    })
+}
+
+#[test]
+fn a_restarted_balancer_rebuilds_groups_and_ring_from_what_nodes_had() {
+    // The map the nodes had before the balancer restarted: groups 1 and 2, one replica each.
+    let mut before = Membership::new(config());
+    for (port, role, group) in [
+        (1000, Role::Primary, None),
+        (1100, Role::Primary, None),
+        (1200, Role::Replica, Some(1)),
+        (1300, Role::Replica, Some(2)),
+    ] {
+        before.handle(join(port, role, group), 0);
+    }
+    let id = move_id(&before);
+    before.handle(beat(1, id), 0);
+    let old = before.map().clone();
+    assert_eq!(old.ring.groups(), &[1, 2]);
+
+    // A new balancer hears from them in another order, replicas first.
+    let mut m = Membership::new(config());
+    m.handle(claim(1300, Role::Replica, 2, old.epoch), 0);
+    m.handle(claim(1100, Role::Primary, 2, old.epoch), 0);
+    m.handle(claim(1200, Role::Replica, 1, old.epoch), 0);
+    m.handle(claim(1000, Role::Primary, 1, old.epoch), 0);
+    let map = m.map();
+    assert!(
+        map.moving.is_none(),
+        "no range move: the data is where it was"
+    );
+    assert_eq!(map.ring, old.ring, "the same ring");
+    assert!(map.epoch > old.epoch, "epochs go on above the nodes'");
+    for g in [1, 2] {
+        let sg = map.group(g).unwrap();
+        let port = |id: u64| map.member(id).unwrap().main_port;
+        assert_eq!(port(sg.primary.unwrap()), 900 + 100 * g as u16);
+        assert_eq!(
+            sg.replicas.iter().map(|&r| port(r)).collect::<Vec<_>>(),
+            vec![1100 + 100 * g as u16]
+        );
+    }
+    check_invariants(map);
+    // A brand-new primary waits out the rebuild (its group id could be one still coming
+    // back), then gets a fresh group id (and a range move).
+    assert!(matches!(
+        m.handle(join(1400, Role::Primary, None), 10).as_slice(),
+        [Action::Reject { .. }]
+    ));
+    let ids: Vec<u64> = m.map().members.iter().map(|x| x.id).collect();
+    for t in (100..=700).step_by(100) {
+        for &id in &ids {
+            let port = m.map().member(id).unwrap().main_port;
+            m.handle(
+                Event::Heartbeat {
+                    member: id,
+                    applied: 0,
+                    ready: true,
+                    moved: 0,
+                    port,
+                },
+                t,
+            );
+        }
+        m.handle(Event::Tick, t);
+    }
+    let fresh = welcomed(&m.handle(join(1400, Role::Primary, None), 700));
+    assert_eq!(m.map().member(fresh).and_then(|x| x.group), Some(3));
+    assert!(m.map().moving.is_some());
+    // A heartbeat whose id now names another node is told to rejoin.
+    assert_eq!(
+        m.handle(
+            Event::Heartbeat {
+                member: ids[0],
+                applied: 0,
+                ready: true,
+                moved: 0,
+                port: 4242,
+            },
+            710
+        ),
+        vec![Action::Rejoin { member: ids[0] }]
+    );
+}
+
+#[test]
+fn replicas_back_without_their_primary_are_promoted_after_a_grace_period() {
+    let mut m = Membership::new(config());
+    m.handle(Event::Tick, 0);
+    let r = welcomed(&m.handle(claim(1200, Role::Replica, 1, 9), 0));
+    assert_eq!(m.map().group(1).and_then(|g| g.primary), None);
+    // Within the grace period (2 x 300 ms here) nothing happens; after it, the replica leads.
+    for t in (50..=600).step_by(50) {
+        m.handle(beat(r, 0), t);
+        m.handle(Event::Tick, t);
+    }
+    assert_eq!(m.map().group(1).and_then(|g| g.primary), None);
+    for t in (650..=700).step_by(50) {
+        m.handle(beat(r, 0), t);
+        m.handle(Event::Tick, t);
+    }
+    assert_eq!(m.map().group(1).and_then(|g| g.primary), Some(r));
+    assert_eq!(m.map().member(r).map(|x| x.role), Some(Role::Primary));
+    check_invariants(m.map());
+}
+
+#[test]
+fn a_claim_to_a_group_this_balancer_retired_is_not_honoured() {
+    let mut m = Membership::new(config());
+    let p1 = welcomed(&m.handle(join(1000, Role::Primary, None), 0));
+    let p2 = welcomed(&m.handle(join(1100, Role::Primary, None), 0));
+    let id = move_id(&m);
+    m.handle(beat(p1, id), 0);
+    m.handle(Event::Remove { member: p2 }, 0);
+    let id = move_id(&m);
+    m.handle(beat(p1, id), 0);
+    m.handle(beat(p2, id), 0);
+    assert!(m.map().group(2).is_none());
+    // Someone claims group 2 (it left): it joins as a new primary instead.
+    let n = welcomed(&m.handle(claim(1500, Role::Primary, 2, 3), 0));
+    assert_eq!(m.map().member(n).and_then(|x| x.group), Some(3));
     check_invariants(m.map());
 }

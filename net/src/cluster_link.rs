@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use futures_channel::mpsc;
 use ringcache_cluster::{
     decode_body, encode_body, ClusterMap, ControlReply, GroupId, Heartbeat, JoinRequest, MemberId,
-    Role,
+    Place, Role,
 };
 use ringcache_proto::control::{self, encode_control};
 use ringcache_proto::{decode_frame, Limits};
@@ -157,18 +157,24 @@ fn run_link(
         stream: None,
         next_id: 0,
     };
-    let join = encode_body(&JoinRequest {
-        host: cfg.host.clone(),
-        main_port,
-        core_ports,
-        role: cfg.role,
-        group: cfg.group,
-        secret: cfg.secret.clone(),
-    });
     let known = Arc::new(Mutex::new(Known {
         member: None,
         epoch: 0,
+        place: None,
     }));
+    // Built at each attempt: after a first map it names this node's place in it, so a
+    // restarted balancer can rebuild the groups as they were.
+    let join = |place: Option<Place>| {
+        encode_body(&JoinRequest {
+            host: cfg.host.clone(),
+            main_port,
+            core_ports: core_ports.clone(),
+            role: cfg.role,
+            group: cfg.group,
+            secret: cfg.secret.clone(),
+            previous: place,
+        })
+    };
     let subscriber = {
         let (cfg, known, cores, stop) = (cfg.clone(), known.clone(), cores.clone(), stop.clone());
         std::thread::Builder::new()
@@ -196,43 +202,48 @@ fn run_link(
     };
     while !stop.is_stopped() {
         match member {
-            None => match ctl.call(control::CLUSTER_JOIN, &join, epoch) {
-                Ok(ControlReply::Welcome {
-                    member: m,
-                    group,
-                    map,
-                }) => {
-                    info!(
-                        member = m,
-                        ?group,
-                        epoch = map.epoch,
-                        balancer = %cfg.balancer,
-                        "joined the cluster as {:?}",
-                        cfg.role
-                    );
-                    member = Some(m);
-                    epoch = map.epoch;
-                    publish(map, m);
-                    backoff = Duration::from_millis(100);
-                    failing = false;
-                }
-                Ok(ControlReply::Reject { reason }) => {
-                    error!(balancer = %cfg.balancer, "the balancer refused the join: {reason}");
-                    pause(Duration::from_secs(5));
-                }
-                Ok(other) => {
-                    warn!(?other, "unexpected answer to a join");
-                    pause(backoff);
-                }
-                Err(e) => {
-                    warn!(
+            None => {
+                // The lock must not outlive this line: `publish` below takes it again.
+                let place = lock(&known).place;
+                let reply = ctl.call(control::CLUSTER_JOIN, &join(place), epoch);
+                match reply {
+                    Ok(ControlReply::Welcome {
+                        member: m,
+                        group,
+                        map,
+                    }) => {
+                        info!(
+                            member = m,
+                            ?group,
+                            epoch = map.epoch,
+                            balancer = %cfg.balancer,
+                            "joined the cluster as {:?}",
+                            cfg.role
+                        );
+                        member = Some(m);
+                        epoch = map.epoch;
+                        publish(map, m);
+                        backoff = Duration::from_millis(100);
+                        failing = false;
+                    }
+                    Ok(ControlReply::Reject { reason }) => {
+                        error!(balancer = %cfg.balancer, "the balancer refused the join: {reason}");
+                        pause(Duration::from_secs(5));
+                    }
+                    Ok(other) => {
+                        warn!(?other, "unexpected answer to a join");
+                        pause(backoff);
+                    }
+                    Err(e) => {
+                        warn!(
                         "cannot reach the balancer at {}: {e}; retrying in {:?} (is `ringcache balancer` running there? check --balancer)",
                         cfg.balancer, backoff
                     );
-                    pause(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                        pause(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
                 }
-            },
+            }
             Some(m) => {
                 epoch = lock(&known).epoch;
                 let (applied, ready, moved) = position(progress);
@@ -241,6 +252,7 @@ fn run_link(
                     applied,
                     ready,
                     moved,
+                    main_port,
                     epoch,
                 });
                 match ctl.call(control::CLUSTER_HEARTBEAT, &hb, epoch) {
@@ -303,6 +315,8 @@ fn run_link(
 struct Known {
     member: Option<MemberId>,
     epoch: u64,
+    /// This node's place in the last map handed to the cores.
+    place: Option<Place>,
 }
 
 fn lock(k: &Mutex<Known>) -> MutexGuard<'_, Known> {
@@ -326,6 +340,15 @@ fn offer(
     }
     k.epoch = map.epoch;
     let group = map.member(member).and_then(|m| m.group);
+    if let Some(m) = map.member(member) {
+        if let Some(g) = m.group {
+            k.place = Some(Place {
+                group: g,
+                role: m.role,
+                epoch: map.epoch,
+            });
+        }
+    }
     let view = Arc::new(NodeView { map, member, group });
     for c in cores {
         let _ = c.unbounded_send(view.clone());

@@ -34,7 +34,18 @@ impl Balancer {
 
     /// A balancer with these extra flags (e.g. `--heartbeat-ms 100 --missed-heartbeats 5`).
     pub fn start_with(extra: &[&str]) -> Balancer {
-        let port = free_port();
+        Balancer::start_on(free_port(), extra)
+    }
+
+    /// Kills this balancer (SIGKILL) and starts a new one, knowing nothing, on the same port.
+    pub fn restart(&mut self, extra: &[&str]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = Balancer::start_on(self.port, extra);
+    }
+
+    /// A balancer on `port` with these extra flags.
+    pub fn start_on(port: u16, extra: &[&str]) -> Balancer {
         let log = std::env::temp_dir().join(format!("ringcache-balancer-{port}.log"));
         let stderr = File::create(&log).expect("create balancer log");
         let port_s = port.to_string();

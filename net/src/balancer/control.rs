@@ -128,6 +128,7 @@ fn control_locked(st: &mut Control, opcode: u8, body: &[u8]) -> ControlReply {
                 applied: hb.applied,
                 ready: hb.ready,
                 moved: hb.moved,
+                port: hb.main_port,
             });
             if actions.iter().any(|a| matches!(a, Action::Rejoin { .. })) {
                 return ControlReply::Rejoin;
