@@ -9,6 +9,7 @@ mod map;
 mod membership;
 mod moves;
 mod placement;
+mod rebuild;
 pub mod replication;
 mod ring;
 

@@ -114,10 +114,10 @@ pub enum Action {
 /// The membership state machine.
 #[derive(Clone, Debug)]
 pub struct Membership {
-    config: MembershipConfig,
+    pub(crate) config: MembershipConfig,
     pub(crate) map: ClusterMap,
     pub(crate) last_seen: HashMap<MemberId, u64>,
-    applied: HashMap<MemberId, (bool, u64)>,
+    pub(crate) applied: HashMap<MemberId, (bool, u64)>,
     /// The group each address last belonged to, so a node that comes back rejoins it.
     pub(crate) former: HashMap<(String, u16), GroupId>,
     /// Addresses an operator removed: they may not join again.
@@ -128,11 +128,11 @@ pub struct Membership {
     /// Groups this balancer removed: a claim to one of them is not honoured.
     pub(crate) retired: std::collections::HashSet<GroupId>,
     /// The first time this balancer saw (for the grace period of a rebuild).
-    born: Option<u64>,
+    pub(crate) born: Option<u64>,
     /// A node named its place in an earlier map: this balancer is rebuilding one.
     claims_seen: bool,
-    next_member: MemberId,
-    next_group: GroupId,
+    pub(crate) next_member: MemberId,
+    pub(crate) next_group: GroupId,
 }
 
 impl Membership {
@@ -470,90 +470,6 @@ impl Membership {
         }
         self.applied.remove(&id);
         actions.extend(self.assign_waiting());
-        actions
-    }
-}
-
-impl Membership {
-    /// Whether `now` is within the rebuild grace period: twice the failure-detection time
-    /// since this balancer started.
-    fn in_grace(&self, now: u64) -> bool {
-        let grace = self
-            .config
-            .heartbeat_interval_ms
-            .saturating_mul(self.config.missed_heartbeats.max(1))
-            .saturating_mul(2);
-        now.saturating_sub(self.born.unwrap_or(now)) <= grace
-    }
-
-    /// A node names a group this balancer never knew (the balancer restarted): the group is
-    /// made again under its old id, with the node in its old role, and put straight on the
-    /// ring (the ring follows from the group ids, so once every group is back it is the ring
-    /// the nodes had). Epochs continue above the node's.
-    fn rebuild_group(&mut self, req: JoinRequest, p: Place, now: u64) -> Vec<Action> {
-        let id = self.next_member;
-        self.next_member += 1;
-        let primary = p.role == Role::Primary;
-        self.map.groups.push(ShardGroup {
-            id: p.group,
-            primary: primary.then_some(id),
-            replicas: if primary { Vec::new() } else { vec![id] },
-        });
-        self.next_group = self.next_group.max(p.group + 1);
-        self.map.members.push(Member {
-            id,
-            host: req.host,
-            main_port: req.main_port,
-            core_ports: req.core_ports,
-            role: p.role,
-            group: Some(p.group),
-            state: MemberState::Active,
-        });
-        self.last_seen.insert(id, now);
-        self.map.rebuild_ring();
-        let mut actions = vec![Action::Welcome {
-            member: id,
-            group: Some(p.group),
-        }];
-        actions.extend(self.restart_move());
-        self.map.epoch = self.map.epoch.max(p.epoch) + 1;
-        actions.push(Action::PublishMap);
-        actions
-    }
-
-    /// Groups rebuilt from replicas whose primary did not come back within the grace period
-    /// (twice the failure-detection time since this balancer started) get their best replica
-    /// promoted.
-    pub(crate) fn promote_headless(&mut self, now: u64) -> Vec<Action> {
-        if self.in_grace(now) {
-            return Vec::new();
-        }
-        let mut actions = Vec::new();
-        let applied = &self.applied;
-        for sg in self.map.groups.iter_mut() {
-            if sg.primary.is_some() || sg.replicas.is_empty() {
-                continue;
-            }
-            let best = sg.replicas.iter().copied().max_by_key(|r| {
-                let (ready, n) = applied.get(r).copied().unwrap_or((false, 0));
-                (ready, n, std::cmp::Reverse(*r))
-            });
-            if let Some(r) = best {
-                sg.replicas.retain(|&x| x != r);
-                sg.primary = Some(r);
-                actions.push(Action::Promoted {
-                    member: r,
-                    group: sg.id,
-                });
-            }
-        }
-        for a in &actions {
-            if let Action::Promoted { member, .. } = a {
-                if let Some(m) = self.map.members.iter_mut().find(|m| m.id == *member) {
-                    m.role = Role::Primary;
-                }
-            }
-        }
         actions
     }
 }
