@@ -35,6 +35,9 @@ pub struct LocalArgs {
     /// Heartbeats a node may miss before the balancer declares it dead.
     #[arg(long, default_value_t = 5)]
     missed_heartbeats: u64,
+    /// Replica acks a write waits for: all, quorum or one.
+    #[arg(long, default_value = "all", value_parser = ["all", "quorum", "one"])]
+    write_ack: String,
 }
 
 /// The children, killed (SIGTERM, then SIGKILL after a grace period) when dropped.
@@ -170,6 +173,8 @@ pub fn run(args: LocalArgs) -> anyhow::Result<()> {
             role,
             "--heartbeat-ms",
             &args.heartbeat_ms.to_string(),
+            "--write-ack",
+            &args.write_ack,
         ]
         .iter()
         .map(|s| s.to_string())
