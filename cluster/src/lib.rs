@@ -3,6 +3,8 @@
 //! the hybrid logical clock that stamps versions.
 //! Pure: no I/O, no threads, no clock of its own.
 
+mod ack_tracker;
+mod backlog;
 pub mod control;
 mod hlc;
 mod map;
@@ -12,6 +14,7 @@ mod placement;
 mod rebuild;
 pub mod replication;
 mod ring;
+mod stream_table;
 
 pub use control::{
     decode_body, encode_body, secret_matches, ControlReply, Heartbeat, RemoveRequest,
