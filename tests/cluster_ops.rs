@@ -24,6 +24,22 @@ const LENIENT_BALANCER: [&str; 4] = ["--heartbeat-ms", "100", "--missed-heartbea
 const FAST_BALANCER: [&str; 4] = ["--heartbeat-ms", "100", "--missed-heartbeats", "5"];
 const NODE_ARGS: [&str; 4] = ["--heartbeat-ms", "100", "--write-ack", "all"];
 
+/// Reads every key `rounds` times; each must hold `{key}={version}`.
+fn read_rounds(c: &mut Client, keys: &[String], version: &str, rounds: usize) {
+    for round in 0..rounds {
+        for k in keys {
+            let got = c
+                .get(k)
+                .unwrap_or_else(|e| panic!("version {version}, round {round}: GET {k}: {e}"));
+            assert_eq!(
+                got.as_deref(),
+                Some(format!("{k}={version}").as_bytes()),
+                "version {version}, round {round}: GET {k}"
+            );
+        }
+    }
+}
+
 /// A raw RESP connection with 5 s timeouts: a reply that does not come reads as empty.
 fn resp_conn(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -280,18 +296,7 @@ fn reads_from_any_member_spread_over_replicas() {
     let (r0, p0) = (hits(&replica_ports), hits(&primary_ports));
 
     const ROUNDS: usize = 5;
-    for round in 0..ROUNDS {
-        for k in &keys {
-            let got = c
-                .get(k)
-                .unwrap_or_else(|e| panic!("round {round}: GET {k}: {e}"));
-            assert_eq!(
-                got.as_deref(),
-                Some(format!("{k}=1").as_bytes()),
-                "round {round}: GET {k}"
-            );
-        }
-    }
+    read_rounds(&mut c, &keys, "1", ROUNDS);
     let reads = (ROUNDS * keys.len()) as u64;
     let (r1, p1) = (hits(&replica_ports), hits(&primary_ports));
     let by_replica: Vec<u64> = r1.iter().zip(&r0).map(|(a, b)| a - b).collect();
@@ -319,18 +324,7 @@ fn reads_from_any_member_spread_over_replicas() {
         c.set(k, format!("{k}=2"))
             .unwrap_or_else(|e| panic!("rewrite {k} through a ReadFrom::Any client: {e}"));
     }
-    for round in 0..2 {
-        for k in &keys {
-            let got = c
-                .get(k)
-                .unwrap_or_else(|e| panic!("after rewrite, round {round}: GET {k}: {e}"));
-            assert_eq!(
-                got.as_deref(),
-                Some(format!("{k}=2").as_bytes()),
-                "after rewrite, round {round}: GET {k}"
-            );
-        }
-    }
+    read_rounds(&mut c, &keys, "2", 2);
     let after: Vec<u64> = hits(&replica_ports);
     assert!(
         after.iter().zip(&r1).all(|(a, b)| a > b),
