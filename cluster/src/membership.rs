@@ -429,6 +429,31 @@ impl Membership {
         actions
     }
 
+    /// Makes the best replica of `group` (which has no primary) its primary: a caught-up one
+    /// first, then the one with most writes applied; ties go to the lowest id, so the choice is
+    /// stable.
+    pub(crate) fn promote_best(&mut self, group: GroupId) -> Option<Action> {
+        let applied = &self.applied;
+        let sg = self
+            .map
+            .groups
+            .iter_mut()
+            .find(|sg| sg.id == group && sg.primary.is_none())?;
+        let best = sg.replicas.iter().copied().max_by_key(|r| {
+            let (ready, n) = applied.get(r).copied().unwrap_or((false, 0));
+            (ready, n, std::cmp::Reverse(*r))
+        })?;
+        sg.replicas.retain(|&x| x != best);
+        sg.primary = Some(best);
+        if let Some(m) = self.map.members.iter_mut().find(|m| m.id == best) {
+            m.role = Role::Primary;
+        }
+        Some(Action::Promoted {
+            member: best,
+            group,
+        })
+    }
+
     /// Takes `id` out of the map, promoting the most up-to-date replica if it led a group.
     pub(crate) fn remove(&mut self, id: MemberId) -> Vec<Action> {
         let mut actions = Vec::new();
@@ -438,34 +463,17 @@ impl Membership {
         }
         self.map.members.retain(|m| m.id != id);
         self.last_seen.remove(&id);
-        let applied = &self.applied;
         if let Some(g) = group {
+            let mut led = false;
             if let Some(sg) = self.map.groups.iter_mut().find(|sg| sg.id == g) {
                 sg.replicas.retain(|&r| r != id);
                 if sg.primary == Some(id) {
                     sg.primary = None;
-                    // A caught-up replica first, then most writes applied; ties go to the lowest
-                    // id, so the choice is stable.
-                    let best = sg.replicas.iter().copied().max_by_key(|r| {
-                        let (ready, n) = applied.get(r).copied().unwrap_or((false, 0));
-                        (ready, n, std::cmp::Reverse(*r))
-                    });
-                    if let Some(r) = best {
-                        sg.replicas.retain(|&x| x != r);
-                        sg.primary = Some(r);
-                        actions.push(Action::Promoted {
-                            member: r,
-                            group: g,
-                        });
-                    }
+                    led = true;
                 }
             }
-            for a in &actions {
-                if let Action::Promoted { member, .. } = a {
-                    if let Some(m) = self.map.members.iter_mut().find(|m| m.id == *member) {
-                        m.role = Role::Primary;
-                    }
-                }
+            if led {
+                actions.extend(self.promote_best(g));
             }
         }
         self.applied.remove(&id);

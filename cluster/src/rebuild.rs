@@ -4,6 +4,7 @@
 
 use crate::map::{Member, MemberState, Role, ShardGroup};
 use crate::membership::{Action, JoinRequest, Membership, Place};
+use crate::ring::GroupId;
 impl Membership {
     /// Whether `now` is within the rebuild grace period: twice the failure-detection time
     /// since this balancer started.
@@ -58,32 +59,16 @@ impl Membership {
         if self.in_grace(now) {
             return Vec::new();
         }
-        let mut actions = Vec::new();
-        let applied = &self.applied;
-        for sg in self.map.groups.iter_mut() {
-            if sg.primary.is_some() || sg.replicas.is_empty() {
-                continue;
-            }
-            let best = sg.replicas.iter().copied().max_by_key(|r| {
-                let (ready, n) = applied.get(r).copied().unwrap_or((false, 0));
-                (ready, n, std::cmp::Reverse(*r))
-            });
-            if let Some(r) = best {
-                sg.replicas.retain(|&x| x != r);
-                sg.primary = Some(r);
-                actions.push(Action::Promoted {
-                    member: r,
-                    group: sg.id,
-                });
-            }
-        }
-        for a in &actions {
-            if let Action::Promoted { member, .. } = a {
-                if let Some(m) = self.map.members.iter_mut().find(|m| m.id == *member) {
-                    m.role = Role::Primary;
-                }
-            }
-        }
-        actions
+        let headless: Vec<GroupId> = self
+            .map
+            .groups
+            .iter()
+            .filter(|sg| sg.primary.is_none() && !sg.replicas.is_empty())
+            .map(|sg| sg.id)
+            .collect();
+        headless
+            .into_iter()
+            .filter_map(|g| self.promote_best(g))
+            .collect()
     }
 }
