@@ -208,6 +208,7 @@ pub fn run(args: LocalArgs) -> anyhow::Result<()> {
                 if map.members.len() == total
                     && map.groups.len() == args.primaries
                     && map.groups.iter().all(|g| g.primary.is_some())
+                    && map.moving.is_none()
                 {
                     break;
                 }
@@ -226,10 +227,23 @@ pub fn run(args: LocalArgs) -> anyhow::Result<()> {
     println!("  ringcache cli --port {} set greeting hello", args.port);
     println!("  ringcache cli --port {} cluster", args.port);
     println!("Ctrl-C stops the balancer and every node.");
+    // A node that dies is reported and the cluster carries on (a replica takes over a dead
+    // primary's keys, as in production); without the balancer there is no cluster to talk to.
+    let mut gone = vec![false; children.0.len()];
     while !stop.load(Ordering::Relaxed) {
-        for (name, c) in &mut children.0 {
+        for (i, (name, c)) in children.0.iter_mut().enumerate() {
+            if gone[i] {
+                continue;
+            }
             if let Ok(Some(status)) = c.try_wait() {
-                bail!("{name} exited ({status}); stopping the local cluster");
+                if i == 0 {
+                    bail!("{name} exited ({status}); stopping the local cluster");
+                }
+                gone[i] = true;
+                eprintln!(
+                    "{name} exited ({status}); the cluster carries on without it (`ringcache cli --port {} cluster` shows the map)",
+                    args.port
+                );
             }
         }
         std::thread::sleep(Duration::from_millis(100));
