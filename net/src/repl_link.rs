@@ -46,7 +46,9 @@ async fn run(core: SharedCore, link: Rc<ReplLink>) {
             st.broken = false;
             st.copy_from = None;
             st.out.clear();
-            if st.closed {
+            // A finished range move is not reconnected: the ring switched, its keys' new owner
+            // serves them.
+            if st.closed || st.drain {
                 break;
             }
         }
