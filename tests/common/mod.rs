@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod clients;
 pub mod cluster;
+pub mod raw;
 
 /// A running `ringcache node`.
 pub struct Node {
