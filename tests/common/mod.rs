@@ -182,7 +182,7 @@ impl Drop for Node {
     }
 }
 
-// Helpers for the robustness tests (bad_input, redis_tools, memory_budget).
+// Helpers for the robustness tests (bad_input_*, bad_clients, redis_tools, memory_budget).
 
 /// One RESP request: an array of bulk strings.
 pub fn resp_command(args: &[&[u8]]) -> Vec<u8> {
