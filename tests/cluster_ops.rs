@@ -128,12 +128,7 @@ fn node_disagreements(port: u16, keys: &[(&String, &Option<Vec<u8>>)]) -> Vec<St
 fn assert_everywhere(cluster: &Cluster, c: &mut Client, model: &Model, step: &str) {
     c.refresh_map().expect("map");
     let map = c.cluster_map().unwrap().clone();
-    let ports: Vec<u16> = cluster
-        .primaries
-        .iter()
-        .chain(&cluster.replicas)
-        .map(|n| n.port)
-        .collect();
+    let ports = cluster.ports();
     let mut per_node: Vec<(u16, KeyView<'_>)> = Vec::new();
     for &p in &ports {
         let group = member_at(c, p).and_then(|(_, g)| g).unwrap_or_else(|| {
@@ -259,12 +254,7 @@ fn cluster_wide_flush_and_invalidation_reach_every_copy() {
         "+OK\r\n",
         "FLUSHALL through the balancer"
     );
-    let ports: Vec<u16> = cluster
-        .primaries
-        .iter()
-        .chain(&cluster.replicas)
-        .map(|n| n.port)
-        .collect();
+    let ports = cluster.ports();
     let mut counts = Vec::new();
     let empty = wait_until(Duration::from_secs(20), || {
         counts = ports.iter().map(|p| (*p, digest_count(*p))).collect();
@@ -524,12 +514,7 @@ fn a_restarted_balancer_rebuilds_the_map_from_the_nodes() {
     };
 
     cluster.balancer.restart(&LENIENT_BALANCER);
-    let ports: Vec<u16> = cluster
-        .primaries
-        .iter()
-        .chain(&cluster.replicas)
-        .map(|n| n.port)
-        .collect();
+    let ports = cluster.ports();
     let mut c = wait_for_map_where(&cluster.balancer, Duration::from_secs(60), |c| {
         let map = c.cluster_map().unwrap();
         map.moving.is_none() && ports.iter().all(|&p| place(map, p) == place(&before, p))

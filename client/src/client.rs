@@ -314,15 +314,7 @@ impl Client {
         key: impl AsRef<[u8]>,
         value: impl AsRef<[u8]>,
     ) -> Result<(), ClientError> {
-        let cmd = Command::Set {
-            key: key.as_ref(),
-            value: value.as_ref(),
-            expiry: Expiry::None,
-            cond: SetCond::Always,
-            if_version: None,
-            tags: Vec::new(),
-            get_version: false,
-        };
+        let cmd = Command::set(key.as_ref(), value.as_ref());
         self.keyed(&cmd)?.into_ok()
     }
 

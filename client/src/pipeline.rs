@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ringcache_proto::{Command, Expiry, SetCond};
+use ringcache_proto::Command;
 
 use crate::client::{set_command, Client};
 use crate::conn::ReplySlots;
@@ -82,15 +82,7 @@ impl<'c, 'a> Pipeline<'c, 'a> {
         K: AsRef<[u8]> + ?Sized,
         V: AsRef<[u8]> + ?Sized,
     {
-        self.push(Ok(Command::Set {
-            key: key.as_ref(),
-            value: value.as_ref(),
-            expiry: Expiry::None,
-            cond: SetCond::Always,
-            if_version: None,
-            tags: Vec::new(),
-            get_version: false,
-        }))
+        self.push(Ok(Command::set(key.as_ref(), value.as_ref())))
     }
 
     /// SET with options; read the answer with [`SetOutcome::from_reply`](crate::SetOutcome::from_reply).

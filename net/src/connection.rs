@@ -27,7 +27,7 @@ use crate::mesh::Mesh;
 use crate::node_config::NodeConfig;
 use crate::ordered_replies::{Ordered, Slot};
 use crate::read_buf::ReadBuf;
-use crate::replication::{replicate, replicates};
+use crate::replication::replicate;
 use crate::routing::{plan, Plan};
 
 /// Replies are written out once this many bytes are pending.
@@ -365,22 +365,17 @@ impl Conn {
         match plan {
             Plan::Local => {
                 let mut core = ctx.core.borrow_mut();
-                if core.repl.is_active() && replicates(&cmd) {
-                    // The reply waits for the replica acks: encode it aside.
-                    let mut reply = BytesMut::new();
-                    to.encode(&mut reply, &execute(&mut core, &cmd, now));
-                    match replicate(&mut core, &cmd, now) {
-                        Some(gate) => self
-                            .ordered
-                            .slots
-                            .push_back(Slot::Gated { gate, reply, to }),
-                        None if self.ordered.is_empty() => out.extend_from_slice(&reply),
-                        None => {
-                            let len = reply.len();
-                            self.ordered.side.extend_from_slice(&reply);
-                            self.ordered.slots.push_back(Slot::Local(len));
-                        }
-                    }
+                if core.repl.is_active() && cmd.is_write() {
+                    // The reply may have to wait for replica acks: it goes behind the pending
+                    // replies, in the side buffer.
+                    let before = self.ordered.side.len();
+                    to.encode(&mut self.ordered.side, &execute(&mut core, &cmd, now));
+                    let len = self.ordered.side.len() - before;
+                    let slot = match replicate(&mut core, &cmd, now) {
+                        Some(gate) => Slot::Gated { gate, len, to },
+                        None => Slot::Local(len),
+                    };
+                    self.ordered.slots.push_back(slot);
                 } else {
                     let resp = execute(&mut core, &cmd, now);
                     self.reply_in_order(out, to, &resp);

@@ -170,7 +170,7 @@ impl CoreState {
         }
         let mine = view.group?;
         if self.role() == Some(Role::Replica) {
-            if crate::replication::replicates(cmd) {
+            if cmd.is_write() {
                 return Some(redirect(format!(
                     "this member is a replica of shard group {mine}: send writes to its primary"
                 )));

@@ -13,7 +13,7 @@ use ringcache_proto::{
 
 use crate::core_state::CoreState;
 use crate::execute::execute;
-use crate::replication::{replicate, replicates, Gate};
+use crate::replication::{replicate, Gate};
 
 /// The protocol a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +157,7 @@ fn execute_replicated(
     let resp = execute(core, cmd, now);
     encode(out, &resp);
     drop(resp);
-    if core.repl.is_active() && replicates(cmd) {
+    if core.repl.is_active() && cmd.is_write() {
         replicate(core, cmd, now)
     } else {
         None

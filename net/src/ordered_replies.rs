@@ -18,10 +18,11 @@ pub(crate) enum Slot {
         rx: oneshot::Receiver<RemoteReply>,
         to: ReplyTo,
     },
-    /// A write's encoded reply, sent once its replica acks arrive (else an error).
+    /// A write's encoded reply (this many bytes at the front of `Ordered::side`), sent once its
+    /// replica acks arrive (else an error in its place).
     Gated {
         gate: crate::replication::Gate,
-        reply: BytesMut,
+        len: usize,
         to: ReplyTo,
     },
 }
@@ -44,7 +45,8 @@ impl Ordered {
         while let Some(slot) = self.slots.pop_front() {
             match slot {
                 Slot::Local(len) => out.extend_from_slice(&self.side.split_to(len)),
-                Slot::Gated { gate, reply, to } => {
+                Slot::Gated { gate, len, to } => {
+                    let reply = self.side.split_to(len);
                     match crate::replication::wait_gate(gate).await {
                         Ok(()) => out.extend_from_slice(&reply),
                         Err(msg) => to.encode(out, &Response::error(ErrorKind::Busy, msg)),

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use ringcache_cluster::replication::{decode_op, ReplOp, StreamHello, StreamPosition};
-use ringcache_cluster::{core_for_key, decode_body, encode_body};
+use ringcache_cluster::{decode_body, encode_body};
 use ringcache_proto::control::{
     encode_control, REPL_ACK, REPL_HELLO, REPL_OP, REPL_RESET, REPL_SYNCED,
 };
@@ -84,7 +84,7 @@ pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext
                 },
                 (REPL_RESET, Some(hi)) if hi.moving => Ok(()),
                 (REPL_RESET, Some(hi)) => {
-                    let removed = clear_for(&mut core, hi);
+                    let removed = clear_for(&mut core);
                     core.streams.reset(hi.stream);
                     info!(
                         stream = hi.stream,
@@ -161,9 +161,13 @@ pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext
 /// Whether this core takes a replication stream for `hi.group`: only as a replica of that
 /// group (a primary, or a member of another group, must not let a stale primary overwrite it;
 /// the primary retries once this member's map caught up).
+/// Primary core i streams to replica core i only: a replica has as many cores as its primary
+/// (the balancer places no other), so a full copy replaces this core's whole shard.
 fn accepts_stream(core: &CoreState, hi: &StreamHello) -> bool {
     core.role() == Some(ringcache_cluster::Role::Replica)
         && core.cluster.as_ref().and_then(|v| v.group) == Some(hi.group)
+        && hi.primary_cores == core.cores
+        && hi.primary_core == core.id
 }
 
 fn finish(ctx: &ConnContext, hello: Option<&StreamHello>, conn: u64) {
@@ -174,16 +178,11 @@ fn finish(ctx: &ConnContext, hello: Option<&StreamHello>, conn: u64) {
     core.publish_progress();
 }
 
-/// Drops what a full copy of `hi` replaces: this core's keys of that primary core.
-fn clear_for(core: &mut CoreState, hi: &StreamHello) -> usize {
-    if hi.primary_cores == core.cores {
-        let n = core.shard.len();
-        core.shard.flush();
-        n
-    } else {
-        let (pc, pn) = (hi.primary_core, hi.primary_cores);
-        core.shard.remove_where(|k| core_for_key(k, pn) == pc)
-    }
+/// Drops what a full copy replaces: the whole shard (see [`accepts_stream`]).
+fn clear_for(core: &mut CoreState) -> usize {
+    let n = core.shard.len();
+    core.shard.flush();
+    n
 }
 
 /// Applies one replicated operation (newer versions win; the clock learns every version so a

@@ -159,22 +159,6 @@ pub struct Replicator {
     pub counters: ReplCounters,
 }
 
-/// Whether `cmd` changes data (and so is replicated, and refused by replicas).
-pub fn replicates(cmd: &Command<'_>) -> bool {
-    matches!(
-        cmd,
-        Command::Set { .. }
-            | Command::MSet { .. }
-            | Command::IncrBy { .. }
-            | Command::Del { .. }
-            | Command::Expire { .. }
-            | Command::Persist { .. }
-            | Command::Flush
-            | Command::InvalidatePrefix { .. }
-            | Command::InvalidateTag { .. }
-    )
-}
-
 /// Appends a replication frame carrying `op` (or no body) to `out`.
 fn encode_frame(
     out: &mut BytesMut,

@@ -207,6 +207,19 @@ fn check_keys(keys: &[&[u8]], limits: &Limits) -> Result<(), TooLarge> {
 }
 
 impl<'a> Command<'a> {
+    /// A plain `SET key value`: no expiry, no condition, no tags.
+    pub fn set(key: &'a [u8], value: &'a [u8]) -> Command<'a> {
+        Command::Set {
+            key,
+            value,
+            expiry: Expiry::None,
+            cond: SetCond::Always,
+            if_version: None,
+            tags: Vec::new(),
+            get_version: false,
+        }
+    }
+
     /// The native opcode naming this command.
     pub fn opcode(&self) -> Opcode {
         match self {

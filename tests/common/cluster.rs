@@ -348,13 +348,7 @@ impl Cluster {
             c.replicas.push(n);
         }
         wait_for_map(&c.balancer, primaries, Some(replicas));
-        let ports: Vec<u16> = c
-            .primaries
-            .iter()
-            .chain(&c.replicas)
-            .map(|n| n.port)
-            .collect();
-        c.wait_caught_up(&ports, Duration::from_secs(60));
+        c.wait_caught_up(&c.ports(), Duration::from_secs(60));
         c
     }
 
@@ -407,6 +401,15 @@ impl Cluster {
                 .collect::<Vec<_>>(),
             self.balancer.log_text()
         );
+    }
+
+    /// The main ports of every node, primaries first.
+    pub fn ports(&self) -> Vec<u16> {
+        self.primaries
+            .iter()
+            .chain(&self.replicas)
+            .map(|n| n.port)
+            .collect()
     }
 
     /// The node (primary or replica) listening on `port`.

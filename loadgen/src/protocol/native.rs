@@ -3,8 +3,7 @@
 
 use bytes::BytesMut;
 use ringcache_proto::{
-    decode_frame, decode_response, encode_request, Command, Expiry, Limits, ReplyCode, Response,
-    SetCond, Topology,
+    decode_frame, decode_response, encode_request, Command, Limits, ReplyCode, Response, Topology,
 };
 
 use super::{Outcome, ParseError, Reply};
@@ -22,20 +21,7 @@ pub fn encode_get(out: &mut BytesMut, id: u64, epoch: u32, key: &[u8]) {
 
 /// Appends a SET frame (no expiry, unconditional) carrying cluster map epoch `epoch`.
 pub fn encode_set(out: &mut BytesMut, id: u64, epoch: u32, key: &[u8], value: &[u8]) {
-    let _ = encode_request(
-        out,
-        id,
-        epoch,
-        &Command::Set {
-            key,
-            value,
-            expiry: Expiry::None,
-            cond: SetCond::Always,
-            if_version: None,
-            tags: Vec::new(),
-            get_version: false,
-        },
-    );
+    let _ = encode_request(out, id, epoch, &Command::set(key, value));
 }
 
 /// Appends a TOPOLOGY request.
@@ -146,7 +132,7 @@ mod tests {
             Command::Set {
                 key: b"k",
                 value: b"v",
-                expiry: Expiry::None,
+                expiry: ringcache_proto::Expiry::None,
                 ..
             }
         ));
