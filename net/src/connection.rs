@@ -5,6 +5,7 @@
 //! itself (and is dropped after the write timeout).
 
 use std::cell::Cell;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use bytes::BytesMut;
@@ -23,6 +24,7 @@ use ringcache_cluster::core_for_key;
 use crate::core_state::{now_ms, SharedCore};
 use crate::execute::execute;
 use crate::handover::{RemoteOp, ReplyTo, Wire};
+use crate::idle_conns::IdleConns;
 use crate::mesh::Mesh;
 use crate::node_config::NodeConfig;
 use crate::ordered_replies::{Ordered, Slot};
@@ -46,6 +48,8 @@ pub struct ConnContext {
     pub cfg: Rc<NodeConfig>,
     pub shutdown: Rc<Cell<bool>>,
     pub next_client_id: Cell<u64>,
+    /// Open client connections, for the idle sweep and for draining at stop.
+    pub(crate) idle: Rc<IdleConns>,
 }
 
 /// Whether to go on reading after a batch.
@@ -83,10 +87,13 @@ pub(crate) struct Conn {
 /// Serves one connection until the client leaves, errs, idles out or the node shuts down.
 pub async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(ctx.cfg.idle_timeout);
     let _ = stream.set_write_timeout(Some(ctx.cfg.write_timeout));
     let id = ctx.next_client_id.get();
     ctx.next_client_id.set(id + 1);
+    // Declared after `stream`, so dropped before it closes the socket.
+    let tracking = ctx
+        .idle
+        .track(id, stream.as_raw_fd(), std::time::Instant::now());
     let mut conn = Conn {
         wire: None,
         resp: RespParser::new(),
@@ -108,6 +115,8 @@ pub async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
             out.clear();
         }
         if after == After::Replication {
+            // A replication stream is not a client: it leaves the idle table.
+            drop(tracking);
             return crate::repl_receiver::serve(stream, rbuf, ctx).await;
         }
         if after == After::Close || ctx.shutdown.get() {
@@ -120,7 +129,10 @@ pub async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
         let spare = rbuf.spare(READ_INITIAL);
         match stream.read(spare).await {
             Ok(0) => return,
-            Ok(n) => rbuf.filled(n),
+            Ok(n) => {
+                tracking.read_done();
+                rbuf.filled(n);
+            }
             Err(e) => {
                 debug!(error = %e, "read ended");
                 return;

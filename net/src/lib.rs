@@ -9,6 +9,7 @@ pub mod core_state;
 pub mod execute;
 mod fan_out;
 pub mod handover;
+mod idle_conns;
 pub mod mesh;
 pub mod node;
 pub mod node_config;

@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use crate::connection::{serve, ConnContext};
 use crate::core_state::{now_ms, CoreProgress, CoreState, SharedCore};
+use crate::idle_conns::{shut_down, IdleConns};
 use crate::mesh::{Mesh, MeshBuilders};
 use crate::node_config::NodeConfig;
 
@@ -235,6 +236,7 @@ async fn core_main(
         cfg: cfg.clone(),
         shutdown: shutdown.clone(),
         next_client_id: Cell::new(((id as u64) << 48) + 1),
+        idle: Rc::new(IdleConns::default()),
     });
     let map_task = maps.map(|mut rx| {
         let core = core.clone();
@@ -259,10 +261,20 @@ async fn core_main(
         c.shard.advance(now, TICK_BUDGET);
         c.repl.expire_waits(now);
         drop(c);
+        if let Some(timeout) = cfg.idle_timeout {
+            for fd in ctx.idle.idle(t, timeout) {
+                debug!(core = id, "closing an idle connection");
+                shut_down(fd, libc::SHUT_RDWR);
+            }
+        }
         max_tick = max_tick.max(t.elapsed());
     }
     debug!(core = id, ?max_tick, "core stopping");
     shutdown.set(true);
+    // Ends every pending read, so connections finish what they have and close.
+    for fd in ctx.idle.all() {
+        shut_down(fd, libc::SHUT_RD);
+    }
     drop(accept_main);
     drop(accept_own);
     drop(map_task);
