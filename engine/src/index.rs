@@ -10,13 +10,14 @@ const SEGMENTS: usize = 64;
 /// hashbrown uses neither for bucket positions (low bits) nor for its tags (top 7 bits).
 #[derive(Debug)]
 pub(crate) struct Index {
-    segments: Box<[HashTable<u32>]>,
+    /// A fixed-size array, so the masked segment number needs no bounds check.
+    segments: Box<[HashTable<u32>; SEGMENTS]>,
 }
 
 impl Default for Index {
     fn default() -> Self {
         Index {
-            segments: (0..SEGMENTS).map(|_| HashTable::new()).collect(),
+            segments: Box::new(std::array::from_fn(|_| HashTable::new())),
         }
     }
 }
@@ -28,7 +29,7 @@ fn segment(hash: u64) -> usize {
 
 impl Index {
     /// The slot whose entry satisfies `eq`, among those filed under `hash`.
-    #[inline]
+    #[inline(always)]
     pub fn find(&self, hash: u64, eq: impl FnMut(&u32) -> bool) -> Option<u32> {
         self.segments[segment(hash)].find(hash, eq).copied()
     }

@@ -194,7 +194,7 @@ impl Shard {
     pub(crate) fn locate(&self, hash: u64, key: &[u8]) -> Option<u32> {
         let slab = &self.slab;
         self.table.find(hash, |&i| {
-            slab.get(i).block.as_ref().is_some_and(|b| b.key() == key)
+            slab.get(i).block.as_ref().is_some_and(|b| b.key_is(key))
         })
     }
 
