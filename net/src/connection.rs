@@ -90,7 +90,7 @@ pub async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
     let _ = stream.set_write_timeout(Some(ctx.cfg.write_timeout));
     let id = ctx.next_client_id.get();
     ctx.next_client_id.set(id + 1);
-    // Declared after `stream`, so dropped before it closes the socket.
+    // A local: dropped before the `stream` parameter, so before the socket is closed.
     let tracking = ctx
         .idle
         .track(id, stream.as_raw_fd(), std::time::Instant::now());
