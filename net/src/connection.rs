@@ -61,6 +61,22 @@ pub(crate) enum After {
     Replication,
 }
 
+/// The time requests of a batch run at: read from the clock once, and again only after something
+/// that may have waited (a drain, a write, a request that crossed cores), instead of per request.
+#[derive(Default)]
+struct BatchClock(Option<u64>);
+
+impl BatchClock {
+    fn now(&mut self) -> u64 {
+        *self.0.get_or_insert_with(now_ms)
+    }
+
+    /// Time may have passed: the next `now` reads the clock.
+    fn waited(&mut self) {
+        self.0 = None;
+    }
+}
+
 /// One parsed request and where it sits in the buffer.
 struct Parsed<'a> {
     /// The command, or the error reply for a well-framed but invalid one.
@@ -279,6 +295,7 @@ impl Conn {
         stream: &mut TcpStream,
     ) -> After {
         self.prefetch_batch(rbuf.data(), ctx);
+        let mut clock = BatchClock::default();
         loop {
             if self.wire.is_none() {
                 self.wire = wire_of(rbuf.data());
@@ -287,7 +304,6 @@ impl Conn {
                 }
             }
             let wire = self.wire.unwrap_or(Wire::Resp(RespVersion::V2));
-            let now = now_ms();
             let buf = rbuf.data();
             let parsed = match self.parse(buf, ctx) {
                 Ok(Some(p)) => p,
@@ -309,19 +325,21 @@ impl Conn {
                 return After::Replication;
             }
             let len = parsed.len;
-            let after = self.run(parsed, buf, wire, out, ctx, now).await;
+            let after = self.run(parsed, buf, wire, out, ctx, &mut clock).await;
             rbuf.consume(len);
             if after == After::Close {
                 return After::Close;
             }
             if self.ordered.slots.len() >= MAX_IN_FLIGHT || self.ordered.side.len() >= OUT_FLUSH {
                 self.ordered.drain(out).await;
+                clock.waited();
             }
             if out.len() >= OUT_FLUSH {
                 if stream.write_all(out).await.is_err() {
                     return After::Close;
                 }
                 out.clear();
+                clock.waited();
             }
         }
     }
@@ -334,7 +352,7 @@ impl Conn {
         wire: Wire,
         out: &mut BytesMut,
         ctx: &ConnContext,
-        now: u64,
+        clock: &mut BatchClock,
     ) -> After {
         let epoch = p.epoch;
         let mut to = ReplyTo {
@@ -373,9 +391,11 @@ impl Conn {
         if !self.ordered.is_empty() && !matches!(plan, Plan::Local | Plan::Owner(_)) {
             // Split, broadcast and session commands run inline: answer what is pending first.
             self.ordered.drain(out).await;
+            clock.waited();
         }
         match plan {
             Plan::Local => {
+                let now = clock.now();
                 let mut core = ctx.core.borrow_mut();
                 if core.repl.is_active() && cmd.is_write() {
                     // The reply may have to wait for replica acks: it goes behind the pending
@@ -402,6 +422,7 @@ impl Conn {
                         .map_err(|e| e.to_string()),
                     None => Err(format!("no mesh to reach core {owner}")),
                 };
+                clock.waited();
                 match sent {
                     Ok(rx) => self.ordered.slots.push_back(Slot::Remote { rx, to }),
                     Err(msg) => {
@@ -410,8 +431,14 @@ impl Conn {
                     }
                 }
             }
-            Plan::Split => self.run_split(&cmd, ctx, out, to, now).await,
-            Plan::Broadcast => self.run_broadcast(&cmd, ctx, out, to, now).await,
+            Plan::Split => {
+                self.run_split(&cmd, ctx, out, to, clock.now()).await;
+                clock.waited();
+            }
+            Plan::Broadcast => {
+                self.run_broadcast(&cmd, ctx, out, to, clock.now()).await;
+                clock.waited();
+            }
             Plan::Session => return self.run_session(&cmd, ctx, out, to),
         }
         After::Continue
