@@ -27,6 +27,10 @@ pub fn core_for_hash(hash: u64, buckets: u32) -> u32 {
 /// The core in `0..cores` that owns `key`.
 #[inline]
 pub fn core_for_key(key: &[u8], cores: u32) -> u32 {
+    if cores <= 1 {
+        // One core owns everything: no need to hash the key.
+        return 0;
+    }
     core_for_hash(key_hash(key), cores)
 }
 
@@ -64,6 +68,14 @@ mod tests {
             let b = core_for_hash(h, n + 1);
             prop_assert!(a < n);
             prop_assert!(b == a || b == n);
+        }
+
+        #[test]
+        fn key_placement_agrees_with_hash_placement(
+            key in prop::collection::vec(any::<u8>(), 0..40),
+            n in 0u32..64,
+        ) {
+            prop_assert_eq!(core_for_key(&key, n), core_for_hash(key_hash(&key), n));
         }
     }
 }
