@@ -83,7 +83,7 @@ impl Drop for FixedNode {
 
 /// A free main port and two consecutive free core ports.
 fn fixed_ports() -> (u16, u16) {
-    loop {
+    for _ in 0..1_000 {
         let port = common::free_port();
         let base = common::free_port();
         if base < 65000
@@ -94,14 +94,12 @@ fn fixed_ports() -> (u16, u16) {
             return (port, base);
         }
     }
+    panic!("no two consecutive free ports in 1,000 tries");
 }
 
-/// A client whose node went away reports clear errors, then works again once the node is back
-/// on the same ports.
-#[test]
-fn works_again_after_the_node_restarts() {
-    let (port, base) = fixed_ports();
-    let mut node = FixedNode::start(port, base);
+/// A client of the node on `port` that never probes idle connections first (so a broken
+/// connection is found by the request itself), and one key on each core set to "before".
+fn client_with_keys(port: u16) -> (Client, Vec<String>) {
     let cfg = ClientConfig::default()
         .idle_check(Duration::from_secs(3600))
         .timeout(Duration::from_secs(2));
@@ -110,6 +108,16 @@ fn works_again_after_the_node_restarts() {
     for k in &keys {
         c.set(k, "before").unwrap();
     }
+    (c, keys)
+}
+
+/// A client whose node went away reports clear errors, then works again once the node is back
+/// on the same ports.
+#[test]
+fn works_again_after_the_node_restarts() {
+    let (port, base) = fixed_ports();
+    let mut node = FixedNode::start(port, base);
+    let (mut c, keys) = client_with_keys(port);
     node.kill();
     // Every connection (main port and both cores) finds the node gone: the request on the
     // dead connection fails, the retry on a fresh one is refused.
@@ -139,15 +147,7 @@ fn works_again_after_the_node_restarts() {
 fn reconnects_after_the_node_restarts_under_open_connections() {
     let (port, base) = fixed_ports();
     let mut node = FixedNode::start(port, base);
-    // Never probe idle connections first: the broken connection is found by the request.
-    let cfg = ClientConfig::default()
-        .idle_check(Duration::from_secs(3600))
-        .timeout(Duration::from_secs(2));
-    let mut c = Client::connect_with(format!("127.0.0.1:{port}"), cfg).unwrap();
-    let keys = keys_on_each_core(&c, "r", 1);
-    for k in &keys {
-        c.set(k, "before").unwrap();
-    }
+    let (mut c, keys) = client_with_keys(port);
     let n_key = keys[0].clone();
     c.incr(&n_key).unwrap_err(); // "before" is not an integer; the connection stays open
 

@@ -14,9 +14,7 @@ use glommio::net::TcpStream;
 use ringcache_proto::resp::RespParser;
 use ringcache_proto::resp_command::parse_command;
 use ringcache_proto::resp_encode::RespVersion;
-use ringcache_proto::{
-    decode_frame, decode_request, Command, Epoch, ErrorKind, Opcode, Response, MAGIC,
-};
+use ringcache_proto::{decode_frame, decode_request, Command, Epoch, ErrorKind, Opcode, Response};
 use tracing::debug;
 
 use ringcache_cluster::core_for_key;
@@ -157,15 +155,6 @@ pub async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
     }
 }
 
-fn wire_of(buf: &[u8]) -> Option<Wire> {
-    match buf {
-        [] => None,
-        [b] if *b == MAGIC[0] => None,
-        [a, b, ..] if *a == MAGIC[0] && *b == MAGIC[1] => Some(Wire::Native),
-        _ => Some(Wire::Resp(RespVersion::V2)),
-    }
-}
-
 impl Conn {
     /// Parses the next request; `Ok(None)` when more bytes are needed, `Err` with the error
     /// reply when the input is malformed (the connection then closes).
@@ -298,7 +287,7 @@ impl Conn {
         let mut clock = BatchClock::default();
         loop {
             if self.wire.is_none() {
-                self.wire = wire_of(rbuf.data());
+                self.wire = Wire::detect(rbuf.data());
                 if self.wire.is_none() {
                     return After::Continue;
                 }

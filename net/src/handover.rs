@@ -8,7 +8,7 @@ use ringcache_proto::resp::RespParser;
 use ringcache_proto::resp_command::parse_command;
 use ringcache_proto::resp_encode::{write_response, RespVersion};
 use ringcache_proto::{
-    decode_frame, decode_request, encode_response, Command, ErrorKind, Response,
+    decode_frame, decode_request, encode_response, Command, ErrorKind, Response, MAGIC,
 };
 
 use crate::core_state::CoreState;
@@ -22,6 +22,20 @@ pub enum Wire {
     Native,
     /// RESP2 or RESP3.
     Resp(RespVersion),
+}
+
+impl Wire {
+    /// The protocol a connection's first bytes show: native frames start with the two magic
+    /// bytes, anything else is RESP (which a later HELLO may raise to RESP3). `None` until
+    /// enough bytes have arrived to tell.
+    pub fn detect(buf: &[u8]) -> Option<Wire> {
+        match buf {
+            [] => None,
+            [b] if *b == MAGIC[0] => None,
+            [a, b, ..] if *a == MAGIC[0] && *b == MAGIC[1] => Some(Wire::Native),
+            _ => Some(Wire::Resp(RespVersion::V2)),
+        }
+    }
 }
 
 /// A value copied out of another core's store.

@@ -8,6 +8,14 @@ use ringcache_proto::{Command, ErrorKind, Response};
 use crate::connection::{After, Conn, ConnContext};
 use crate::handover::{ReplyTo, Wire};
 
+/// The answer to a HELLO or AUTH with the wrong password (Redis's wording).
+fn wrong_pass() -> Response<'static> {
+    Response::error(
+        ErrorKind::WrongPass,
+        "invalid username-password pair or user is disabled.",
+    )
+}
+
 impl Conn {
     /// Answers a session command; `After::Close` for QUIT.
     pub(crate) fn run_session(
@@ -27,14 +35,7 @@ impl Conn {
             Command::Hello { version, auth } => {
                 if let Some(creds) = auth {
                     if !self.check_password(ctx, creds.password) {
-                        reply(
-                            out,
-                            wire,
-                            &Response::error(
-                                ErrorKind::WrongPass,
-                                "invalid username-password pair or user is disabled.",
-                            ),
-                        );
+                        reply(out, wire, &wrong_pass());
                         return After::Continue;
                     }
                     self.authed = true;
@@ -85,14 +86,7 @@ impl Conn {
                     self.authed = true;
                     reply(out, wire, &Response::Ok);
                 } else {
-                    reply(
-                        out,
-                        wire,
-                        &Response::error(
-                            ErrorKind::WrongPass,
-                            "invalid username-password pair or user is disabled.",
-                        ),
-                    );
+                    reply(out, wire, &wrong_pass());
                 }
             }
             Command::Topology => {

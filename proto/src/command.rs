@@ -368,15 +368,7 @@ mod tests {
                 max: 3
             })
         );
-        let set = |value: &'static [u8]| Command::Set {
-            key: b"k",
-            value,
-            expiry: Expiry::None,
-            cond: SetCond::Always,
-            if_version: None,
-            tags: Vec::new(),
-            get_version: false,
-        };
+        let set = |value: &'static [u8]| Command::set(b"k", value);
         assert!(set(b"12345").check_limits(&l).is_ok());
         assert!(set(b"123456").check_limits(&l).is_err());
         assert!(Command::Del {

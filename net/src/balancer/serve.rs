@@ -10,23 +10,12 @@ use ringcache_proto::control::{self, encode_control};
 use ringcache_proto::resp::RespParser;
 use ringcache_proto::resp_command::parse_command;
 use ringcache_proto::resp_encode::RespVersion;
-use ringcache_proto::{
-    decode_frame, decode_request, Command, ErrorKind, Limits, Opcode, Response, MAGIC,
-};
+use ringcache_proto::{decode_frame, decode_request, Command, ErrorKind, Limits, Opcode, Response};
 
 use super::control::{control_request, map_text, push_maps};
 use super::routing::{finish, ready, route_command, Pending};
 use super::Shared;
 use crate::handover::Wire;
-
-fn wire_of(buf: &[u8]) -> Option<Wire> {
-    match buf {
-        [] => None,
-        [b] if *b == MAGIC[0] => None,
-        [a, b, ..] if *a == MAGIC[0] && *b == MAGIC[1] => Some(Wire::Native),
-        _ => Some(Wire::Resp(RespVersion::V2)),
-    }
-}
 
 pub(super) async fn serve(mut stream: TcpStream, state: Shared) {
     let _ = stream.set_nodelay(true);
@@ -41,7 +30,7 @@ pub(super) async fn serve(mut stream: TcpStream, state: Shared) {
         let mut close = false;
         loop {
             if wire.is_none() {
-                wire = wire_of(&rbuf);
+                wire = Wire::detect(&rbuf);
             }
             let Some(w) = wire else { break };
             let step = match w {
