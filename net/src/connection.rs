@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use bytes::BytesMut;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use ringcache_proto::resp::RespParser;
 use ringcache_proto::resp_command::parse_command;
@@ -27,6 +27,7 @@ use crate::mesh::Mesh;
 use crate::node_config::NodeConfig;
 use crate::ordered_replies::{Ordered, Slot};
 use crate::read_buf::ReadBuf;
+use crate::readiness::Readiness;
 use crate::replication::replicate;
 use crate::routing::{plan, Plan};
 
@@ -48,6 +49,8 @@ pub struct ConnContext {
     pub next_client_id: Cell<u64>,
     /// Open client connections, for the idle sweep and for draining at stop.
     pub(crate) idle: Rc<IdleConns>,
+    /// The core's epoll instance, which tells connections when to read.
+    pub(crate) readiness: Rc<Readiness>,
 }
 
 /// Whether to go on reading after a batch.
@@ -108,6 +111,13 @@ pub async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
     let tracking = ctx
         .idle
         .track(id, stream.as_raw_fd(), std::time::Instant::now());
+    let reg = match ctx.readiness.register(stream.as_raw_fd()) {
+        Ok(r) => r,
+        Err(e) => {
+            debug!(error = %e, "cannot watch the connection; closing it");
+            return;
+        }
+    };
     let mut conn = Conn {
         wire: None,
         resp: RespParser::new(),
@@ -131,6 +141,8 @@ pub async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
         if after == After::Replication {
             // A replication stream is not a client: it leaves the idle table.
             drop(tracking);
+            // From here glommio's own reads serve the stream.
+            drop(reg);
             return crate::repl_receiver::serve(stream, rbuf, ctx).await;
         }
         if after == After::Close || ctx.shutdown.get() {
@@ -141,7 +153,7 @@ pub async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
             return;
         }
         let spare = rbuf.spare(READ_INITIAL);
-        match stream.read(spare).await {
+        match reg.read(spare).await {
             Ok(0) => return,
             Ok(n) => {
                 tracking.read_done();
@@ -242,6 +254,8 @@ impl Conn {
             let rest = &buf[at..];
             let (len, key) = match wire {
                 Wire::Native => match decode_frame(rest, limits) {
+                    // A lone request (pipeline 1): nothing to overlap, so no decoding.
+                    Ok(Some(f)) if at == 0 && f.len() == buf.len() => return,
                     Ok(Some(f)) => {
                         let cmd = decode_request(&f.header, f.body(rest), limits).ok();
                         (f.len(), cmd.and_then(|c| c.key()))
@@ -251,6 +265,7 @@ impl Conn {
                 Wire::Resp(_) => {
                     self.scan.reset();
                     match self.scan.parse(rest, limits) {
+                        Ok(Some(len)) if at == 0 && len == buf.len() => return,
                         Ok(Some(len)) => {
                             let args = self.scan.args(rest);
                             (len, parse_command(&args, limits).ok().and_then(|c| c.key()))

@@ -15,6 +15,7 @@ pub mod node;
 pub mod node_config;
 mod ordered_replies;
 pub mod read_buf;
+mod readiness;
 pub mod repl_link;
 pub mod repl_receiver;
 pub mod replication;

@@ -19,6 +19,7 @@ use crate::core_state::{now_ms, CoreProgress, CoreState, SharedCore};
 use crate::idle_conns::{shut_down, IdleConns};
 use crate::mesh::{Mesh, MeshBuilders};
 use crate::node_config::NodeConfig;
+use crate::readiness::Readiness;
 
 /// Work units each core's expiry ticker may spend per tick.
 const TICK_BUDGET: usize = 4096;
@@ -237,7 +238,10 @@ async fn core_main(
         shutdown: shutdown.clone(),
         next_client_id: Cell::new(((id as u64) << 48) + 1),
         idle: Rc::new(IdleConns::default()),
+        readiness: Readiness::new().map_err(|e| anyhow::anyhow!("epoll instance: {e}"))?,
     });
+    // Lives until the connections have drained (dropping it stops their wake-ups).
+    let dispatcher = spawn_local(ctx.readiness.clone().dispatch());
     let map_task = maps.map(|mut rx| {
         let core = core.clone();
         spawn_local(async move {
@@ -282,6 +286,7 @@ async fn core_main(
     while core.borrow().open_connections > 0 && Instant::now() < deadline {
         sleep(Duration::from_millis(10)).await;
     }
+    drop(dispatcher);
     if let Some(m) = mesh {
         m.close();
     }
