@@ -396,6 +396,32 @@ fn parse_i64(v: &[u8]) -> Result<i64, EngineError> {
 #[cfg(test)]
 mod tests {
     use super::parse_i64;
+    use crate::{SetOptions, Shard, ShardConfig};
+
+    #[test]
+    fn prefetches_change_nothing() {
+        let mut shard = Shard::new(ShardConfig::default(), 1_000);
+        for i in 0..100u32 {
+            let key = i.to_be_bytes();
+            shard
+                .set(&key, b"v", &SetOptions::default(), 1_000, u64::from(i) + 1)
+                .expect("fits");
+        }
+        let before = (shard.stats(), shard.len());
+        for i in 0..200u32 {
+            let key = i.to_be_bytes();
+            shard.prefetch(&key);
+            shard.prefetch_hashed(shard.key_hash(&key));
+        }
+        assert_eq!((shard.stats(), shard.len()), before);
+        assert_eq!(
+            shard
+                .get(&7u32.to_be_bytes(), 1_000)
+                .map(|h| h.value.to_vec()),
+            Some(b"v".to_vec())
+        );
+        assert!(shard.get(&150u32.to_be_bytes(), 1_000).is_none());
+    }
 
     #[test]
     fn integers_parse_strictly() {

@@ -23,6 +23,7 @@ use crate::core_state::{now_ms, SharedCore};
 use crate::execute::execute;
 use crate::handover::{RemoteOp, ReplyTo, Wire};
 use crate::idle_conns::IdleConns;
+use crate::lone_lookups::LoneLookups;
 use crate::mesh::Mesh;
 use crate::node_config::NodeConfig;
 use crate::ordered_replies::{Ordered, Slot};
@@ -35,7 +36,7 @@ use crate::routing::{plan, Plan};
 const OUT_FLUSH: usize = 256 * 1024;
 /// Initial read buffer per connection.
 const READ_INITIAL: usize = 16 * 1024;
-/// Most requests of a batch whose keys are looked up ahead (see `Conn::prefetch_batch`).
+/// Most requests of a batch whose keys are looked up ahead (see `Conn::look_ahead`).
 const PREFETCH_MAX: usize = 32;
 /// Most handovers one connection keeps in flight before waiting for their answers.
 const MAX_IN_FLIGHT: usize = 256;
@@ -51,6 +52,8 @@ pub struct ConnContext {
     pub(crate) idle: Rc<IdleConns>,
     /// The core's epoll instance, which tells connections when to read.
     pub(crate) readiness: Rc<Readiness>,
+    /// Lone requests' keys, looked up together across the core's connections.
+    pub(crate) lone: LoneLookups,
 }
 
 /// Whether to go on reading after a batch.
@@ -158,6 +161,9 @@ pub async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
             Ok(n) => {
                 tracking.read_done();
                 rbuf.filled(n);
+                if let Some(hash) = conn.look_ahead(rbuf.data(), &ctx) {
+                    ctx.lone.look_up_together(hash, &ctx.core).await;
+                }
             }
             Err(e) => {
                 debug!(error = %e, "read ended");
@@ -244,9 +250,10 @@ impl Conn {
 
     /// Looks up the keys of the complete requests waiting in `buf` (this core's keys only)
     /// before any of them runs: independent lookups overlap their cache misses, so the run that
-    /// follows finds its entries in cache. Only worth it when two or more requests wait.
-    fn prefetch_batch(&mut self, buf: &[u8], ctx: &ConnContext) {
-        let Some(wire) = self.wire else { return };
+    /// follows finds its entries in cache. A lone request's key has nothing to overlap with here;
+    /// its hash is returned, to be looked up with other connections' (see `LoneLookups`).
+    fn look_ahead(&mut self, buf: &[u8], ctx: &ConnContext) -> Option<u64> {
+        let wire = self.wire?;
         let limits = &ctx.cfg.limits;
         let mut keys: [&[u8]; PREFETCH_MAX] = [&[]; PREFETCH_MAX];
         let (mut n, mut at) = (0, 0);
@@ -254,8 +261,6 @@ impl Conn {
             let rest = &buf[at..];
             let (len, key) = match wire {
                 Wire::Native => match decode_frame(rest, limits) {
-                    // A lone request (pipeline 1): nothing to overlap, so no decoding.
-                    Ok(Some(f)) if at == 0 && f.len() == buf.len() => return,
                     Ok(Some(f)) => {
                         let cmd = decode_request(&f.header, f.body(rest), limits).ok();
                         (f.len(), cmd.and_then(|c| c.key()))
@@ -265,7 +270,6 @@ impl Conn {
                 Wire::Resp(_) => {
                     self.scan.reset();
                     match self.scan.parse(rest, limits) {
-                        Ok(Some(len)) if at == 0 && len == buf.len() => return,
                         Ok(Some(len)) => {
                             let args = self.scan.args(rest);
                             (len, parse_command(&args, limits).ok().and_then(|c| c.key()))
@@ -280,13 +284,16 @@ impl Conn {
             }
             at += len;
         }
-        if n < 2 {
-            return;
-        }
         let core = ctx.core.borrow();
-        for k in &keys[..n] {
-            if core.cores == 1 || core_for_key(k, core.cores) == core.id {
-                core.shard.prefetch(k);
+        let local = |k: &[u8]| core.cores == 1 || core_for_key(k, core.cores) == core.id;
+        match &keys[..n] {
+            [k] if at == buf.len() => local(k).then(|| core.shard.key_hash(k)),
+            [_] | [] => None,
+            batch => {
+                for k in batch.iter().copied().filter(|k| local(k)) {
+                    core.shard.prefetch(k);
+                }
+                None
             }
         }
     }
@@ -298,7 +305,6 @@ impl Conn {
         ctx: &ConnContext,
         stream: &mut TcpStream,
     ) -> After {
-        self.prefetch_batch(rbuf.data(), ctx);
         let mut clock = BatchClock::default();
         loop {
             if self.wire.is_none() {

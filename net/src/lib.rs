@@ -10,6 +10,7 @@ pub mod execute;
 mod fan_out;
 pub mod handover;
 mod idle_conns;
+mod lone_lookups;
 pub mod mesh;
 pub mod node;
 pub mod node_config;

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use crate::connection::{serve, ConnContext};
 use crate::core_state::{now_ms, CoreProgress, CoreState, SharedCore};
 use crate::idle_conns::{shut_down, IdleConns};
+use crate::lone_lookups::LoneLookups;
 use crate::mesh::{Mesh, MeshBuilders};
 use crate::node_config::NodeConfig;
 use crate::readiness::Readiness;
@@ -71,8 +72,8 @@ fn check_ports(cfg: &NodeConfig) -> anyhow::Result<()> {
     let ports = std::iter::once(cfg.port).chain(cfg.core_ports.iter().copied());
     for port in ports {
         let addr = SocketAddr::new(cfg.bind, port);
-        match StdListener::bind(addr) {
-            Ok(l) => drop(l),
+        match wait_port_free(addr) {
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
                 "port {port} on {} is already in use: stop whatever listens there or choose other ports with --port / --core-port-base",
                 cfg.bind
@@ -81,6 +82,24 @@ fn check_ports(cfg: &NodeConfig) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// How long a taken port is retried before giving up: a process killed a moment ago keeps its
+/// listening sockets until the kernel has torn down its io_uring instances, after it is reaped.
+const PORT_FREE_WAIT: Duration = Duration::from_secs(3);
+
+/// Whether `addr` can be listened on, trying again for [`PORT_FREE_WAIT`] while it is in use.
+pub(crate) fn wait_port_free(addr: SocketAddr) -> std::io::Result<()> {
+    let end = Instant::now() + PORT_FREE_WAIT;
+    loop {
+        match StdListener::bind(addr) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Stops every core when asked, from any thread (set by the signal handler).
@@ -238,6 +257,7 @@ async fn core_main(
         shutdown: shutdown.clone(),
         next_client_id: Cell::new(((id as u64) << 48) + 1),
         idle: Rc::new(IdleConns::default()),
+        lone: LoneLookups::default(),
         readiness: Readiness::new().map_err(|e| anyhow::anyhow!("epoll instance: {e}"))?,
     });
     // Lives until the connections have drained (dropping it stops their wake-ups).

@@ -41,7 +41,14 @@ impl Balancer {
     pub fn restart(&mut self, extra: &[&str]) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        *self = Balancer::start_on(self.port, extra);
+        // The dead process's listening sockets close only when the kernel has torn down its
+        // io_uring instances, which runs after the process is reaped.
+        let port = self.port;
+        let freed = wait_until(Duration::from_secs(30), || {
+            TcpListener::bind(("127.0.0.1", port)).is_ok()
+        });
+        assert!(freed, "the killed balancer's port {port} stays busy");
+        *self = Balancer::start_on(port, extra);
     }
 
     /// A balancer on `port` with these extra flags.

@@ -89,8 +89,8 @@ type Shared = Rc<RefCell<State>>;
 /// (SO_REUSEPORT) with its own node connections.
 pub fn run_balancer(args: BalancerArgs, stop: StopFlag) -> anyhow::Result<()> {
     let addr = SocketAddr::new(args.bind, args.port);
-    match std::net::TcpListener::bind(addr) {
-        Ok(l) => drop(l),
+    match crate::node::wait_port_free(addr) {
+        Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
             "port {} on {} is already in use: stop whatever listens there or choose another --port",
             args.port,
