@@ -3,6 +3,7 @@
 //! `ringcache-client`.
 
 mod cli;
+mod heap_release;
 mod local;
 
 use std::process::ExitCode;
@@ -77,6 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = NodeConfig::from_args(&args, &allowed_cpus()).map_err(anyhow::Error::msg)?;
             let stop = StopFlag::default();
             stop_on_signals(stop.clone())?;
+            heap_release::start(stop.clone());
             run_node(cfg, stop)
         }
         Command::Balancer(args) => {
