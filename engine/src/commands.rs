@@ -141,20 +141,6 @@ impl Shard {
         }
     }
 
-    /// Brings `key`'s entry, its value and its recency-list neighbours into the CPU cache
-    /// without changing anything. Calling it for every request of a pipelined batch before
-    /// running them lets the cache misses of independent keys overlap instead of queueing.
-    #[inline]
-    pub fn prefetch(&self, key: &[u8]) {
-        if let Some(idx) = self.locate(self.hash(key), key) {
-            let e = self.slab.get(idx);
-            // Hints, not loads: nothing here needs the neighbours, only the move to the front
-            // of the recency list that runs later.
-            self.slab.prefetch(e.prev);
-            self.slab.prefetch(e.next);
-        }
-    }
-
     /// Reads `key` without counting it or refreshing its recency (for building multi-key
     /// replies after [`Shard::get`] has counted each key).
     pub fn peek(&self, key: &[u8], now: u64) -> Option<Hit<'_>> {

@@ -156,15 +156,10 @@ impl KvBlock {
         self.parts().0
     }
 
-    /// Hints the block's first cache line into the CPU cache (no load, never faults).
+    /// Hints the block's first cache line (length header and key) into the CPU cache.
     #[inline]
     pub fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            // SAFETY: `_mm_prefetch` needs SSE (x86_64 baseline); a prefetch never faults.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(self.ptr.as_ptr().cast_const().cast()) };
-        }
+        crate::cache_hint::prefetch(self.ptr.as_ptr());
     }
 
     /// Whether the stored key is `key`: the lengths first, then the bytes compared inline for

@@ -14,6 +14,7 @@
 //! assert!(shard.get(b"k", 2_000).is_none());
 //! ```
 
+mod cache_hint;
 mod commands;
 mod entry;
 mod error;

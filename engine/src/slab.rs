@@ -71,15 +71,9 @@ impl Slab {
     /// waits for it, so it costs no stall even when the line is far away.
     #[inline]
     pub fn prefetch(&self, idx: u32) {
-        #[cfg(target_arch = "x86_64")]
         if let Some(e) = self.entries.get(idx as usize) {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            // SAFETY: `_mm_prefetch` needs SSE, which is in the x86_64 baseline every target
-            // of this crate has; a prefetch never faults or writes.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(e).cast()) };
+            crate::cache_hint::prefetch(e);
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = idx;
     }
 
     /// Number of slots ever allocated (live and free).
