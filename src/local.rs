@@ -113,7 +113,7 @@ pub fn run(args: LocalArgs) -> anyhow::Result<()> {
         Ok(())
     };
     let balancer = format!("127.0.0.1:{}", args.port);
-    if std::net::TcpListener::bind(("127.0.0.1", args.port)).is_err() {
+    if ringcache_net::wait_port_free(([127, 0, 0, 1], args.port).into()).is_err() {
         bail!(
             "port {} is already in use: stop whatever listens there or pick another --port",
             args.port

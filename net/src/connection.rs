@@ -285,7 +285,7 @@ impl Conn {
             at += len;
         }
         let core = ctx.core.borrow();
-        let local = |k: &[u8]| core.cores == 1 || core_for_key(k, core.cores) == core.id;
+        let local = |k: &[u8]| core_for_key(k, core.cores) == core.id;
         match &keys[..n] {
             [k] if at == buf.len() => local(k).then(|| core.shard.key_hash(k)),
             [_] | [] => None,

@@ -24,5 +24,5 @@ pub mod routing;
 mod session;
 
 pub use balancer::{run_balancer, BalancerArgs};
-pub use node::{allowed_cpus, run_node, StopFlag};
+pub use node::{allowed_cpus, run_node, wait_port_free, StopFlag};
 pub use node_config::{NodeArgs, NodeConfig};

@@ -89,7 +89,7 @@ fn check_ports(cfg: &NodeConfig) -> anyhow::Result<()> {
 const PORT_FREE_WAIT: Duration = Duration::from_secs(3);
 
 /// Whether `addr` can be listened on, trying again for [`PORT_FREE_WAIT`] while it is in use.
-pub(crate) fn wait_port_free(addr: SocketAddr) -> std::io::Result<()> {
+pub fn wait_port_free(addr: SocketAddr) -> std::io::Result<()> {
     let end = Instant::now() + PORT_FREE_WAIT;
     loop {
         match StdListener::bind(addr) {

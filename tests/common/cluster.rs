@@ -41,14 +41,12 @@ impl Balancer {
     pub fn restart(&mut self, extra: &[&str]) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // The dead process's listening sockets close only when the kernel has torn down its
-        // io_uring instances, which runs after the process is reaped.
-        let port = self.port;
-        let freed = wait_until(Duration::from_secs(30), || {
-            TcpListener::bind(("127.0.0.1", port)).is_ok()
-        });
-        assert!(freed, "the killed balancer's port {port} stays busy");
-        *self = Balancer::start_on(port, extra);
+        assert!(
+            ports_free(&[self.port], Duration::from_secs(30)),
+            "the killed balancer's port {} stays busy",
+            self.port
+        );
+        *self = Balancer::start_on(self.port, extra);
     }
 
     /// A balancer on `port` with these extra flags.
@@ -382,12 +380,13 @@ impl Cluster {
     pub fn restart_replica(&self, old: Node) -> Node {
         let (port, base) = (old.port, old.core_ports[0]);
         drop(old);
-        let freed = wait_until(Duration::from_secs(30), || {
-            std::iter::once(port)
-                .chain(base..base + CORES as u16)
-                .all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
-        });
-        assert!(freed, "the ports of the killed node stay busy");
+        let ports: Vec<u16> = std::iter::once(port)
+            .chain(base..base + CORES as u16)
+            .collect();
+        assert!(
+            ports_free(&ports, Duration::from_secs(30)),
+            "the ports of the killed node stay busy"
+        );
         let addr = self.addr();
         let mut args: Vec<&str> = vec!["--balancer", &addr, "--role", "replica"];
         args.extend(self.node_args.iter().map(String::as_str));
@@ -654,4 +653,14 @@ pub fn verify(c: &mut Client, keys: &HashMap<String, KeyRecord>) -> Vec<String> 
         }
     }
     bad
+}
+
+/// Whether every one of `ports` can be listened on again within `deadline`: a killed process
+/// keeps its listening sockets until the kernel has torn down its io_uring instances.
+fn ports_free(ports: &[u16], deadline: Duration) -> bool {
+    wait_until(deadline, || {
+        ports
+            .iter()
+            .all(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+    })
 }
