@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use ringcache_client::Client;
+use ringcache_cluster::{ClusterMap, MemberState};
 
 /// Flags of `ringcache local`.
 #[derive(Args, Debug)]
@@ -40,19 +41,21 @@ pub struct LocalArgs {
     write_ack: String,
 }
 
-/// The children, killed (SIGTERM, then SIGKILL after a grace period) when dropped.
+/// The children, the balancer first, stopped when dropped: the nodes first (SIGTERM, so each
+/// tells the balancer it leaves), then the balancer; SIGKILL for any that outlives its grace.
 struct Children(Vec<(String, Child)>);
 
-impl Drop for Children {
-    fn drop(&mut self) {
-        for (_, c) in &mut self.0 {
+impl Children {
+    /// Sends SIGTERM to `children` and waits up to `grace` for them, then kills the rest.
+    fn stop(children: &mut [(String, Child)], grace: Duration) {
+        for (_, c) in children.iter_mut() {
             // SAFETY: kill(2) on our own child's pid has no memory effects.
             unsafe {
                 libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        for (_, c) in &mut self.0 {
+        let deadline = Instant::now() + grace;
+        for (_, c) in children.iter_mut() {
             while Instant::now() < deadline {
                 if matches!(c.try_wait(), Ok(Some(_))) {
                     break;
@@ -61,6 +64,16 @@ impl Drop for Children {
             }
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        let grace = Duration::from_secs(3);
+        if let Some((balancer, nodes)) = self.0.split_first_mut() {
+            Self::stop(nodes, grace);
+            Self::stop(std::slice::from_mut(balancer), grace);
         }
     }
 }
@@ -86,6 +99,48 @@ fn free_ports(n: usize, taken: &[u16]) -> anyhow::Result<(u16, u16)> {
         }
     }
     bail!("could not find {n} consecutive free ports on 127.0.0.1")
+}
+
+/// Polls the balancer's map while the cluster starts.
+struct MapWatch<'a> {
+    balancer: &'a str,
+    client: Option<Client>,
+    stop: &'a AtomicBool,
+}
+
+impl MapWatch<'_> {
+    /// Waits up to 30 s until the map satisfies `ready`. `Ok(false)`: stopped by a signal
+    /// meanwhile; an error when a child exits or time runs out.
+    fn wait(
+        &mut self,
+        children: &mut Children,
+        what: &str,
+        ready: impl Fn(&ClusterMap) -> bool,
+    ) -> anyhow::Result<bool> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(false);
+            }
+            for (name, c) in &mut children.0 {
+                if let Ok(Some(status)) = c.try_wait() {
+                    bail!("{name} exited while starting ({status}); see its messages above");
+                }
+            }
+            if self.client.is_none() {
+                self.client = Client::connect_cluster(self.balancer).ok();
+            }
+            if let Some(c) = self.client.as_mut() {
+                if c.refresh_map().is_ok_and(&ready) {
+                    return Ok(true);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("{what} did not join within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 /// Runs the local cluster until Ctrl-C or SIGTERM.
@@ -145,13 +200,7 @@ pub fn run(args: LocalArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut taken = vec![args.port];
-    let total = args.primaries * (1 + args.replicas);
-    for i in 0..total {
-        let role = if i < args.primaries {
-            "primary"
-        } else {
-            "replica"
-        };
+    let mut start_node = |role: &str, i: usize, children: &mut Children| -> anyhow::Result<()> {
         let (main, base) = free_ports(args.cores, &taken)?;
         taken.push(main);
         taken.extend((0..args.cores as u16).map(|c| base + c));
@@ -186,38 +235,37 @@ pub fn run(args: LocalArgs) -> anyhow::Result<()> {
             a.push("--cores".into());
             a.push(args.cores.to_string());
         }
-        spawn(format!("{role} on port {main}"), a, &mut children)?;
+        spawn(format!("{role} on port {main}"), a, children)
+    };
+    // Primaries first: a replica goes to the group with the fewest replicas when it joins, so
+    // replicas that joined before the last primary would crowd the first groups.
+    for i in 0..args.primaries {
+        start_node("primary", i, &mut children)?;
     }
-    // Wait until the map holds everyone.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut client = None;
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        for (name, c) in &mut children.0 {
-            if let Ok(Some(status)) = c.try_wait() {
-                bail!("{name} exited while starting ({status}); see its messages above");
-            }
-        }
-        if client.is_none() {
-            client = Client::connect_cluster(balancer.as_str()).ok();
-        }
-        if let Some(c) = client.as_mut() {
-            if let Ok(map) = c.refresh_map() {
-                if map.members.len() == total
-                    && map.groups.len() == args.primaries
-                    && map.groups.iter().all(|g| g.primary.is_some())
-                    && map.moving.is_none()
-                {
-                    break;
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("the cluster did not form within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let mut watch = MapWatch {
+        balancer: &balancer,
+        client: None,
+        stop: &stop,
+    };
+    let primaries_in = |map: &ClusterMap| {
+        map.groups.len() == args.primaries && map.groups.iter().all(|g| g.primary.is_some())
+    };
+    if !watch.wait(&mut children, "the primaries", primaries_in)? {
+        return Ok(());
+    }
+    let total = args.primaries * (1 + args.replicas);
+    for i in args.primaries..total {
+        start_node("replica", i, &mut children)?;
+    }
+    let formed = |map: &ClusterMap| {
+        primaries_in(map)
+            && map.members.len() == total
+            && map.members.iter().all(|m| m.state == MemberState::Active)
+            && map.groups.iter().all(|g| g.replicas.len() == args.replicas)
+            && map.moving.is_none()
+    };
+    if !watch.wait(&mut children, "the cluster", formed)? {
+        return Ok(());
     }
     println!(
         "ringcache local cluster is up: balancer on {balancer}, {} primaries with {} replica(s) each ({} node(s), {} core(s) each)",

@@ -59,6 +59,7 @@ fn strangers_replication_frames_are_refused_and_change_nothing() {
         group: 1,
         moving: false,
         secret: None,
+        epoch: 0,
     });
     let put = encode_op(&ReplOp::Put {
         key: b"keep",

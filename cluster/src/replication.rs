@@ -113,6 +113,9 @@ pub struct StreamHello {
     pub moving: bool,
     /// The cluster secret, when the nodes have one.
     pub secret: Option<String>,
+    /// The epoch of the primary's map when it opened the stream: a replica whose map is older
+    /// may simply not have learned of its new place yet.
+    pub epoch: u64,
 }
 
 /// The replica's answer to [`StreamHello`]: the last sequence it holds of that stream, if it

@@ -71,6 +71,7 @@ async fn session(core: &SharedCore, link: &Rc<ReplLink>) -> std::io::Result<()> 
             group: c.cluster.as_ref().and_then(|v| v.group).unwrap_or(0),
             moving: link.filter.is_some(),
             secret: c.cfg_secret.clone(),
+            epoch: c.cluster.as_ref().map_or(0, |v| v.map.epoch),
         }
     };
     let mut out = BytesMut::new();

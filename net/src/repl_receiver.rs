@@ -38,6 +38,7 @@ pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext
     ctx.next_client_id.set(conn + 1);
     let mut out = BytesMut::new();
     let (mut acked, mut last) = (0u64, 0u64);
+    let mut early = false;
     loop {
         loop {
             let buf = rbuf.data();
@@ -62,12 +63,17 @@ pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext
                     {
                         Err("a replication stream with a wrong or missing cluster secret".into())
                     }
-                    Ok(hi) if !hi.moving && !accepts_stream(&core, &hi) => Err(format!(
-                        "refusing a replication stream for shard group {} (this member is not \
-                         a replica of it in its map, epoch {})",
-                        hi.group,
-                        core.cluster.as_ref().map_or(0, |v| v.map.epoch)
-                    )),
+                    Ok(hi) if !hi.moving && !accepts_stream(&core, &hi) => {
+                        let epoch = core.cluster.as_ref().map_or(0, |v| v.map.epoch);
+                        // A primary with a newer map: this member's copy, naming it a replica,
+                        // is on its way, and the primary retries shortly. Not worth a warning.
+                        early = epoch < hi.epoch;
+                        Err(format!(
+                            "refusing a replication stream for shard group {} (this member is \
+                             not a replica of it in its map, epoch {epoch})",
+                            hi.group
+                        ))
+                    }
                     Ok(hi) => {
                         let pos = if hi.moving {
                             info!(stream = hi.stream, "range move stream opened");
@@ -132,7 +138,13 @@ pub async fn serve(mut stream: TcpStream, mut rbuf: ReadBuf, ctx: Rc<ConnContext
             drop(core);
             rbuf.consume(len);
             if let Err(e) = step {
-                warn!("replication stream: {e}; closing it");
+                if early {
+                    debug!(
+                        "replication stream before this member's map caught up: {e}; closing it"
+                    );
+                } else {
+                    warn!("replication stream: {e}; closing it");
+                }
                 return finish(&ctx, hello.as_ref(), conn);
             }
         }
