@@ -406,3 +406,49 @@ fn write_ack_policies_wait_for_the_acks_they_name() {
         "all: a write was acknowledged without a stopped replica's ack"
     );
 }
+
+#[test]
+fn a_spare_replica_moves_to_a_new_group_and_takes_over_its_keys() {
+    // One group with two replicas; a second primary then joins without any.
+    let mut cluster = Cluster::start(1, 2, &FAST_BALANCER, &NODE_ARGS);
+    let p2 = cluster.start_node("primary", &[]);
+    let p2_port = p2.port;
+    cluster.primaries.push(p2);
+    let mut c = wait_for_map_where(&cluster.balancer, Duration::from_secs(60), |c| {
+        let map = c.cluster_map().expect("cluster mode");
+        map.groups.len() == 2
+            && map.moving.is_none()
+            && map.groups.iter().all(|g| g.replicas.len() == 1)
+    });
+    let map = c.cluster_map().unwrap().clone();
+    let g2 = member_at(&c, p2_port)
+        .and_then(|(_, g)| g)
+        .expect("p2's group");
+    let moved = map.group(g2).unwrap().replicas[0];
+    let keys = keys_of_group(&c, g2, "spare", 300);
+    write_keys(&mut c, &keys, "a", 32);
+    cluster.wait_caught_up(&cluster.ports(), Duration::from_secs(30));
+    // The moved replica holds group 2's keys: with its primary gone it serves every one.
+    signal(cluster.node(p2_port), libc::SIGKILL);
+    let mut c = wait_for_map_where(&cluster.balancer, Duration::from_secs(30), |c| {
+        c.cluster_map()
+            .is_some_and(|m| m.group(g2).and_then(|g| g.primary) == Some(moved))
+    });
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|k| {
+            let want = format!("{k}=a=");
+            !retry20(&mut c, |c| c.get(k.as_str()))
+                .ok()
+                .flatten()
+                .is_some_and(|v| v.starts_with(want.as_bytes()))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} keys missing after the moved replica took over, e.g. {:?}",
+        missing.len(),
+        keys.len(),
+        &missing[..missing.len().min(10)]
+    );
+}

@@ -12,6 +12,7 @@ mod membership;
 mod moves;
 mod placement;
 mod rebuild;
+mod replica_balance;
 pub mod replication;
 mod ring;
 mod stream_table;

@@ -109,6 +109,12 @@ pub enum Action {
     MoveStarted { id: u64 },
     /// A range move finished: the ring switched.
     MoveDone { id: u64 },
+    /// A replica was moved from one group to another that had none.
+    ReplicaMoved {
+        member: MemberId,
+        from: GroupId,
+        to: GroupId,
+    },
 }
 
 /// The membership state machine.
@@ -130,7 +136,9 @@ pub struct Membership {
     /// The first time this balancer saw (for the grace period of a rebuild).
     pub(crate) born: Option<u64>,
     /// A node named its place in an earlier map: this balancer is rebuilding one.
-    claims_seen: bool,
+    pub(crate) claims_seen: bool,
+    /// Replicas whose operator named their group: never moved to balance replicas.
+    pub(crate) pinned: std::collections::HashSet<MemberId>,
     pub(crate) next_member: MemberId,
     pub(crate) next_group: GroupId,
 }
@@ -150,6 +158,7 @@ impl Membership {
             retired: std::collections::HashSet::new(),
             born: None,
             claims_seen: false,
+            pinned: std::collections::HashSet::new(),
             next_member: 1,
             next_group: 1,
         }
@@ -253,6 +262,7 @@ impl Membership {
             .copied()
             .filter(|g| self.map.group(*g).is_some());
         let mut req = req;
+        let named_by_operator = req.role == Role::Replica && req.group.is_some();
         // Its old primaryship counts only where the group lacks a primary.
         let claims_primary = req.previous.is_some_and(|p| p.role == Role::Primary);
         let claimed = req
@@ -305,9 +315,14 @@ impl Membership {
             state,
         });
         self.last_seen.insert(id, now);
+        if named_by_operator && former.is_none() && claimed.is_none() {
+            self.pinned.insert(id);
+        }
         actions.push(Action::Welcome { member: id, group });
-        // A new primary may take waiting replicas; a waiting replica may lead a headless group.
+        // A new primary may take waiting replicas; a waiting replica may lead a headless group;
+        // a new group without a replica may take a spare one.
         actions.extend(self.assign_waiting());
+        actions.extend(self.balance_replicas(now));
         self.map.epoch += 1;
         actions.push(Action::PublishMap);
         actions
@@ -412,6 +427,7 @@ impl Membership {
             .collect();
         let mut actions = self.promote_headless(now);
         if dead.is_empty() {
+            actions.extend(self.balance_replicas(now));
             if !actions.is_empty() {
                 self.map.epoch += 1;
                 actions.push(Action::PublishMap);
@@ -424,6 +440,7 @@ impl Membership {
         }
         // The sources may have changed (a promoted primary holds no stream state): start over.
         actions.extend(self.restart_move());
+        actions.extend(self.balance_replicas(now));
         self.map.epoch += 1;
         actions.push(Action::PublishMap);
         actions
@@ -463,6 +480,7 @@ impl Membership {
         }
         self.map.members.retain(|m| m.id != id);
         self.last_seen.remove(&id);
+        self.pinned.remove(&id);
         if let Some(g) = group {
             let mut led = false;
             if let Some(sg) = self.map.groups.iter_mut().find(|sg| sg.id == g) {

@@ -544,3 +544,78 @@ fn a_claim_to_a_group_this_balancer_retired_is_not_honoured() {
     assert_eq!(m.map().member(n).and_then(|x| x.group), Some(3));
     check_invariants(m.map());
 }
+
+fn replicas_of(m: &Membership, g: u32) -> Vec<u64> {
+    m.map()
+        .group(g)
+        .map(|g| g.replicas.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_spare_replica_moves_to_a_group_that_joined_without_one() {
+    let mut m = Membership::new(config());
+    let p1 = welcomed(&m.handle(join(1000, Role::Primary, None), 0));
+    let r1 = welcomed(&m.handle(join(1100, Role::Replica, None), 0));
+    let r2 = welcomed(&m.handle(join(1200, Role::Replica, None), 0));
+    assert_eq!(replicas_of(&m, 1), vec![r1, r2]);
+    m.handle(join(2000, Role::Primary, None), 0);
+    // Nothing moves while the new group takes over its ranges.
+    assert_eq!(replicas_of(&m, 2), Vec::<u64>::new());
+    let id = move_id(&m);
+    m.handle(beat(p1, id), 0);
+    assert!(m.map().moving.is_none());
+    let epoch = m.map().epoch;
+    let actions = m.handle(Event::Tick, 0);
+    assert!(actions.contains(&Action::ReplicaMoved {
+        member: r2,
+        from: 1,
+        to: 2
+    }));
+    assert!(actions.contains(&Action::PublishMap));
+    assert!(m.map().epoch > epoch);
+    assert_eq!(replicas_of(&m, 1), vec![r1]);
+    assert_eq!(replicas_of(&m, 2), vec![r2]);
+    check_invariants(m.map());
+    // Balanced: another tick changes nothing.
+    assert!(m.handle(Event::Tick, 0).is_empty());
+}
+
+#[test]
+fn replicas_placed_by_their_operator_are_not_moved() {
+    let mut m = Membership::new(config());
+    let p1 = welcomed(&m.handle(join(1000, Role::Primary, None), 0));
+    let r1 = welcomed(&m.handle(join(1100, Role::Replica, Some(1)), 0));
+    let r2 = welcomed(&m.handle(join(1200, Role::Replica, Some(1)), 0));
+    m.handle(join(2000, Role::Primary, None), 0);
+    let id = move_id(&m);
+    m.handle(beat(p1, id), 0);
+    m.handle(Event::Tick, 0);
+    assert_eq!(replicas_of(&m, 1), vec![r1, r2]);
+    assert_eq!(replicas_of(&m, 2), Vec::<u64>::new());
+}
+
+#[test]
+fn a_group_whose_replica_died_takes_a_spare_one() {
+    let mut m = Membership::new(config());
+    let p1 = welcomed(&m.handle(join(1000, Role::Primary, None), 0));
+    let p2 = welcomed(&m.handle(join(2000, Role::Primary, None), 0));
+    let id = move_id(&m);
+    m.handle(beat(p1, id), 0);
+    let a = welcomed(&m.handle(join(1100, Role::Replica, None), 0));
+    let b = welcomed(&m.handle(join(2100, Role::Replica, None), 0));
+    let c = welcomed(&m.handle(join(3100, Role::Replica, None), 0));
+    assert_eq!(replicas_of(&m, 1), vec![a, c]);
+    assert_eq!(replicas_of(&m, 2), vec![b]);
+    // `b` falls silent; the others keep beating.
+    for t in (100..=500).step_by(100) {
+        for member in [p1, p2, a, c] {
+            m.handle(beat(member, 0), t);
+        }
+        m.handle(Event::Tick, t);
+    }
+    assert!(m.map().member(b).is_none(), "b was declared dead");
+    assert_eq!(replicas_of(&m, 1), vec![a]);
+    assert_eq!(replicas_of(&m, 2), vec![c]);
+    check_invariants(m.map());
+}

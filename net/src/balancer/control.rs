@@ -61,6 +61,9 @@ impl Control {
                 Action::Removed { member } => info!(member, "removed member told to stop"),
                 Action::MoveStarted { id } => info!(id, "range move started"),
                 Action::MoveDone { id } => info!(id, "range move done: the ring switched"),
+                Action::ReplicaMoved { member, from, to } => {
+                    info!(member, from, to, "replica moved to a group that had none")
+                }
             }
         }
         actions
