@@ -394,11 +394,11 @@ mod tests {
                 .expect("fits");
         }
         let before = (shard.stats(), shard.len());
-        for i in 0..200u32 {
-            let key = i.to_be_bytes();
-            shard.prefetch(&key);
-            shard.prefetch_hashed(shard.key_hash(&key));
-        }
+        let hashes: Vec<u64> = (0..200u32)
+            .map(|i| shard.key_hash(&i.to_be_bytes()))
+            .collect();
+        shard.prefetch_hashes(&hashes);
+        shard.prefetch_hashes(&hashes[..1]);
         assert_eq!((shard.stats(), shard.len()), before);
         assert_eq!(
             shard

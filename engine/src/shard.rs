@@ -198,35 +198,39 @@ impl Shard {
         })
     }
 
-    /// The hash `key` is filed under, for [`Shard::prefetch_hashed`].
+    /// The hash `key` is filed under, for [`Shard::prefetch_hashes`].
     #[inline]
     pub fn key_hash(&self, key: &[u8]) -> u64 {
         self.hash(key)
     }
 
-    /// Starts loading `key`'s entry, its key/value block and its recency-list neighbours into
-    /// the CPU cache without changing anything. Calling it for every request of a batch before
-    /// running them lets the cache misses of independent keys overlap instead of queueing.
-    #[inline]
-    pub fn prefetch(&self, key: &[u8]) {
-        self.prefetch_hashed(self.hash(key));
-    }
-
-    /// [`Shard::prefetch`] for a key known by its hash (a caller that cannot keep the key):
-    /// every entry filed under `hash`, normally one, is hinted. Only the index and the slot are
-    /// loaded; the block and the neighbours are hints, which nothing waits for.
-    #[inline]
-    pub fn prefetch_hashed(&self, hash: u64) {
+    /// Starts loading the entries filed under `hashes` (normally one each), their key/value
+    /// blocks and their recency-list neighbours into the CPU cache, changing nothing. Calling it
+    /// with a batch's keys before running the batch lets the cache misses of independent keys
+    /// overlap instead of queueing.
+    ///
+    /// Two passes, so that the misses overlap at every step of the chain (index, slot, block)
+    /// rather than key by key: the first walks the index and only hints each entry's slot; the
+    /// second reads the slots, arriving by then, and hints the blocks and neighbours.
+    pub fn prefetch_hashes(&self, hashes: &[u64]) {
         let slab = &self.slab;
-        let _ = self.table.find(hash, |&i| {
-            let e = slab.get(i);
-            if let Some(b) = e.block.as_ref() {
-                b.prefetch();
-            }
-            slab.prefetch(e.prev);
-            slab.prefetch(e.next);
-            false
-        });
+        for &hash in hashes {
+            let _ = self.table.find(hash, |&i| {
+                slab.prefetch(i);
+                false
+            });
+        }
+        for &hash in hashes {
+            let _ = self.table.find(hash, |&i| {
+                let e = slab.get(i);
+                if let Some(b) = e.block.as_ref() {
+                    b.prefetch();
+                }
+                slab.prefetch(e.prev);
+                slab.prefetch(e.next);
+                false
+            });
+        }
     }
 
     /// Finds `key`, dropping it first if it has expired or been invalidated.

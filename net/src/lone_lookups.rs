@@ -26,9 +26,7 @@ impl LoneLookups {
         if hashes.is_empty() {
             return;
         }
-        let core = core.borrow();
-        for h in hashes.drain(..) {
-            core.shard.prefetch_hashed(h);
-        }
+        core.borrow().shard.prefetch_hashes(&hashes);
+        hashes.clear();
     }
 }
