@@ -399,6 +399,8 @@ mod tests {
             .collect();
         shard.prefetch_hashes(&hashes);
         shard.prefetch_hashes(&hashes[..1]);
+        let keys: Vec<[u8; 4]> = (0..100u32).map(u32::to_be_bytes).collect();
+        shard.prefetch_keys(keys.iter().map(|k| &k[..]));
         assert_eq!((shard.stats(), shard.len()), before);
         assert_eq!(
             shard

@@ -233,6 +233,22 @@ impl Shard {
         }
     }
 
+    /// [`Shard::prefetch_hashes`] of `keys`, a bounded number at a time.
+    pub fn prefetch_keys<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
+        const CHUNK: usize = 32;
+        let mut hashes = [0u64; CHUNK];
+        let mut n = 0;
+        for k in keys {
+            hashes[n] = self.hash(k);
+            n += 1;
+            if n == CHUNK {
+                self.prefetch_hashes(&hashes);
+                n = 0;
+            }
+        }
+        self.prefetch_hashes(&hashes[..n]);
+    }
+
     /// Finds `key`, dropping it first if it has expired or been invalidated.
     #[inline]
     pub(crate) fn lookup(&mut self, hash: u64, key: &[u8], now: u64) -> Found {

@@ -93,6 +93,7 @@ pub fn execute<'s>(core: &'s mut CoreState, cmd: &Command<'_>, now: u64) -> Resp
             Ttl::Remaining(ms) => ms.div_ceil(1000) as i64,
         }),
         Command::MGet { keys } => {
+            core.shard.prefetch_keys(keys.iter().copied());
             for k in keys {
                 core.shard.get(k, now);
             }
