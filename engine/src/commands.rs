@@ -117,9 +117,10 @@ impl Shard {
     }
 
     /// Reads `key`: its value, version and expiry, counting a hit or a miss.
-    // Kept out of line: inlined into a caller's tight loop (thin LTO) it measured 2x slower on
-    // cache-missing workloads (engine-report, get hit), out of line on par with `lru`.
-    #[inline(never)]
+    // Always inlined: in a loop of lookups, a call's frame and spills take room in the CPU's
+    // window that would otherwise hold the next lookups' cache misses (engine-report get-hit
+    // 1.02-1.34x `lru` inlined vs 0.99-1.02x out of line, keys of opaque length for both).
+    #[inline(always)]
     pub fn get(&mut self, key: &[u8], now: u64) -> Option<Hit<'_>> {
         let hash = self.hash(key);
         match self.lookup(hash, key, now) {

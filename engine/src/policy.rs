@@ -96,8 +96,20 @@ impl Policy {
     }
 
     /// A read or touch of `idx`.
-    #[inline]
+    #[inline(always)]
     pub fn on_access(&mut self, slab: &mut Slab, idx: u32, now: u64) {
+        // LRU's relink is the whole hit path of the default policy: kept inline; the other
+        // policies only update the entry's bits, behind one call.
+        if self.kind == EvictionPolicy::Lru {
+            self.small.move_to_front(slab, idx);
+        } else {
+            self.on_access_counted(slab, idx, now);
+        }
+    }
+
+    /// [`Policy::on_access`] of the policies that count accesses (LFU, S3-FIFO).
+    #[inline(never)]
+    fn on_access_counted(&mut self, slab: &mut Slab, idx: u32, now: u64) {
         match self.kind {
             EvictionPolicy::Lru => self.small.move_to_front(slab, idx),
             EvictionPolicy::Lfu => {

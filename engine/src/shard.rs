@@ -250,7 +250,7 @@ impl Shard {
     }
 
     /// Finds `key`, dropping it first if it has expired or been invalidated.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lookup(&mut self, hash: u64, key: &[u8], now: u64) -> Found {
         let Some(idx) = self.locate(hash, key) else {
             return Found::Absent;
