@@ -257,8 +257,8 @@ impl Shard {
         };
         let meta = self.slab.get(idx).meta;
         // The common case, kept small so it inlines into every command: a live, unexpired
-        // entry and no pending invalidation.
-        if meta.expiry_rel() == 0 && !meta.tombstone() && self.rules.is_empty() {
+        // entry (most entries of a cache carry a TTL) and no pending invalidation.
+        if !self.is_expired(meta, now) && !meta.tombstone() && self.rules.is_empty() {
             return Found::Live(idx);
         }
         self.lookup_slow(idx, hash, now)
