@@ -9,7 +9,7 @@ use ringcache_bench::{
 
 use crate::{pass, N};
 
-const RUNS: usize = 5;
+const RUNS: usize = 9;
 const RUN_SECS: f64 = 0.3;
 
 /// One operation's runs: Mops/s per run of the shard and of the `lru` variants, interleaved.
