@@ -315,7 +315,7 @@ impl Membership {
             state,
         });
         self.last_seen.insert(id, now);
-        if named_by_operator && former.is_none() && claimed.is_none() {
+        if named_by_operator {
             self.pinned.insert(id);
         }
         actions.push(Action::Welcome { member: id, group });
