@@ -37,9 +37,9 @@ impl Membership {
         actions
     }
 
-    /// The next move: the newest movable replica of the group with the most replicas (at
-    /// least two) into the lowest-numbered led group with none whose primary has as many
-    /// cores.
+    /// The next move: the least caught-up movable replica (the newest on a tie) of the group
+    /// with the most replicas (at least two) into the lowest-numbered led group with none whose
+    /// primary has as many cores.
     fn next_replica_move(&self) -> Option<(MemberId, GroupId, GroupId)> {
         let cores_of = |id: MemberId| self.map.member(id).map(|m| m.core_ports.len());
         let mut empty: Vec<_> = self
@@ -57,11 +57,20 @@ impl Membership {
                 .iter()
                 .filter(|g| g.replicas.len() >= 2 && g.primary.is_some())
                 .filter_map(|g| {
-                    let r = g.replicas.iter().rev().copied().find(|&r| {
-                        !self.pinned.contains(&r)
-                            && cores_of(r) == Some(cores)
-                            && self.map.member(r).is_some_and(|m| m.role == Role::Replica)
-                    })?;
+                    // The least caught-up movable replica goes: the donor keeps its best copy.
+                    let r = g
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|&r| {
+                            !self.pinned.contains(&r)
+                                && cores_of(r) == Some(cores)
+                                && self.map.member(r).is_some_and(|m| m.role == Role::Replica)
+                        })
+                        .min_by_key(|r| {
+                            let (ready, applied) = self.applied.get(r).copied().unwrap_or_default();
+                            (ready, applied, std::cmp::Reverse(*r))
+                        })?;
                     Some((g.replicas.len(), std::cmp::Reverse(g.id), r, g.id))
                 })
                 .max();

@@ -619,3 +619,28 @@ fn a_group_whose_replica_died_takes_a_spare_one() {
     assert_eq!(replicas_of(&m, 2), vec![c]);
     check_invariants(m.map());
 }
+
+#[test]
+fn the_donor_group_keeps_its_most_caught_up_replica() {
+    let mut m = Membership::new(config());
+    let p1 = welcomed(&m.handle(join(1000, Role::Primary, None), 0));
+    let copying = welcomed(&m.handle(join(1100, Role::Replica, None), 0));
+    let ready = welcomed(&m.handle(join(1200, Role::Replica, None), 0));
+    m.handle(
+        Event::Heartbeat {
+            member: ready,
+            applied: 50,
+            ready: true,
+            moved: 0,
+            port: 0,
+        },
+        0,
+    );
+    m.handle(join(2000, Role::Primary, None), 0);
+    let id = move_id(&m);
+    m.handle(beat(p1, id), 0);
+    m.handle(Event::Tick, 0);
+    assert_eq!(replicas_of(&m, 1), vec![ready]);
+    assert_eq!(replicas_of(&m, 2), vec![copying]);
+    check_invariants(m.map());
+}
