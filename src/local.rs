@@ -238,7 +238,8 @@ pub fn run(args: LocalArgs) -> anyhow::Result<()> {
         spawn(format!("{role} on port {main}"), a, children)
     };
     // Primaries first: a replica goes to the group with the fewest replicas when it joins, so
-    // replicas that joined before the last primary would crowd the first groups.
+    // replicas that joined before the last primary would crowd the first groups until the
+    // balancer moved spares over (each move a full copy).
     for i in 0..args.primaries {
         start_node("primary", i, &mut children)?;
     }
