@@ -325,10 +325,11 @@ fn local_starts_a_whole_cluster_and_stops_it() {
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
     // The children's logs (they inherit this stderr), read until every writer has exited.
-    let logs = std::thread::spawn(move || {
+    let (log_tx, log_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut text = String::new();
         let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut text);
-        text
+        let _ = log_tx.send(text);
     });
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -398,7 +399,9 @@ fn local_starts_a_whole_cluster_and_stops_it() {
     );
     // Neither starting (replication streams racing the map) nor stopping (nodes leaving a
     // balancer that is gone) is worth a warning.
-    let logs = logs.join().unwrap();
+    let logs = log_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a child of ringcache local still holds its stderr");
     assert!(
         !logs.contains("WARN") && !logs.contains("ERROR"),
         "warnings from a clean start and stop:\n{logs}"

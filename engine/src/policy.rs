@@ -98,33 +98,10 @@ impl Policy {
     /// A read or touch of `idx`.
     #[inline(always)]
     pub fn on_access(&mut self, slab: &mut Slab, idx: u32, now: u64) {
-        // LRU's relink is the whole hit path of the default policy: kept inline; the other
-        // policies only update the entry's bits, behind one call.
-        if self.kind == EvictionPolicy::Lru {
-            self.small.move_to_front(slab, idx);
-        } else {
-            self.on_access_counted(slab, idx, now);
-        }
-    }
-
-    /// [`Policy::on_access`] of the policies that count accesses (LFU, S3-FIFO).
-    #[inline(never)]
-    fn on_access_counted(&mut self, slab: &mut Slab, idx: u32, now: u64) {
         match self.kind {
+            // The whole hit path of the default policy: kept inline.
             EvictionPolicy::Lru => self.small.move_to_front(slab, idx),
-            EvictionPolicy::Lfu => {
-                let minute = minute_of(now);
-                let meta = slab.get(idx).meta;
-                let mut count = lfu_decayed(meta.lfu_count(), meta.lfu_time(), minute);
-                if count < u8::MAX {
-                    let base = u32::from(count.saturating_sub(LFU_INIT));
-                    let r = (self.next_random() >> 40) as u32; // 24 random bits
-                    if u64::from(r) * u64::from(base * LFU_LOG_FACTOR + 1) < (1 << 24) {
-                        count += 1;
-                    }
-                }
-                slab.get_mut(idx).meta.set_lfu(count, minute);
-            }
+            EvictionPolicy::Lfu => self.lfu_access(slab, idx, now),
             EvictionPolicy::S3Fifo => {
                 let meta = &mut slab.get_mut(idx).meta;
                 let f = meta.s3_freq();
@@ -133,6 +110,23 @@ impl Policy {
                 }
             }
         }
+    }
+
+    /// LFU's counter update on an access (decay, then a probabilistic increment), out of line
+    /// so that it does not weigh on the inlined hit path of the other policies.
+    #[inline(never)]
+    fn lfu_access(&mut self, slab: &mut Slab, idx: u32, now: u64) {
+        let minute = minute_of(now);
+        let meta = slab.get(idx).meta;
+        let mut count = lfu_decayed(meta.lfu_count(), meta.lfu_time(), minute);
+        if count < u8::MAX {
+            let base = u32::from(count.saturating_sub(LFU_INIT));
+            let r = (self.next_random() >> 40) as u32; // 24 random bits
+            if u64::from(r) * u64::from(base * LFU_LOG_FACTOR + 1) < (1 << 24) {
+                count += 1;
+            }
+        }
+        slab.get_mut(idx).meta.set_lfu(count, minute);
     }
 
     /// `idx` of `charge` bytes is leaving the shard.

@@ -290,13 +290,8 @@ impl Conn {
             [k] if at == buf.len() => local(k).then(|| core.shard.key_hash(k)),
             [_] | [] => None,
             batch => {
-                let mut hashes = [0u64; PREFETCH_MAX];
-                let mut m = 0;
-                for k in batch.iter().copied().filter(|k| local(k)) {
-                    hashes[m] = core.shard.key_hash(k);
-                    m += 1;
-                }
-                core.shard.prefetch_hashes(&hashes[..m]);
+                core.shard
+                    .prefetch_keys(batch.iter().copied().filter(|k| local(k)));
                 None
             }
         }
