@@ -376,11 +376,11 @@ pub fn interleaved_mops(cases: &mut [&mut dyn Case], runs: usize, secs: f64) -> 
     out
 }
 
-/// The median of `xs` (upper median for an even count).
+/// The median of `xs` (upper median for an even count; NaN for none).
 pub fn median(xs: &[f64]) -> f64 {
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 // ---------------------------------------------------------------------------------------------

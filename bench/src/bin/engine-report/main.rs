@@ -5,8 +5,9 @@
 //! `cargo run --release -p ringcache-bench --bin engine-report`
 //!
 //! Progress goes to stderr, the report to stdout. Without arguments every section runs, each in
-//! a fresh child process (this binary with the section's name as argument); with section names
-//! (`throughput`, `memory`, `hits`, `expiry`) only those run, in this process.
+//! a fresh child process (this binary with the section's name as argument; `throughput` in
+//! several, whose runs are pooled); with section names (`throughput`, `memory`, `hits`,
+//! `expiry`) only those run, in this process.
 //!
 //! Modules: `alloc` (the counting global allocator, VmRSS), one per section (`throughput`,
 //! `memory`, `hit_ratio`, `expiry` with its `ticker`), each measuring and then printing its
@@ -27,7 +28,7 @@ use ringcache_bench::{Data, KEY_LEN, VALUE_LEN};
 use expiry::{expiry, report_expiry};
 use hit_ratio::{hit_ratios, report_hits};
 use memory::{memory, report_memory};
-use throughput::{report_throughput, throughput};
+use throughput::{add_raw, report_throughput, throughput, to_raw, PROCESSES};
 
 const N: usize = 1_000_000;
 
@@ -49,6 +50,9 @@ fn ms(d: Duration) -> String {
 /// binary with the section's name as argument), so that none sees the heap another left behind.
 const SECTIONS: [&str; 4] = ["throughput", "memory", "hits", "expiry"];
 
+/// The argument under which a child measures throughput and prints its raw runs for the parent.
+const THROUGHPUT_RAW: &str = "throughput-raw";
+
 fn main() {
     // glibc's fastbins make the first large free after a mass expiry consolidate every freed
     // small block at once (measured: 8 ms in one `advance`); the node ships with mimalloc,
@@ -58,6 +62,10 @@ fn main() {
         libc::mallopt(libc::M_MXFAST, 0);
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() == 1 && args[0] == THROUGHPUT_RAW {
+        print!("{}", to_raw(&throughput(&Data::new(N))));
+        return;
+    }
     if let Some(bad) = args.iter().find(|a| !SECTIONS.contains(&a.as_str())) {
         eprintln!(
             "unknown section '{bad}'; usage: engine-report [{}]...",
@@ -88,18 +96,32 @@ fn run_all() {
     let t0 = Instant::now();
     let load0 = loadavg();
     let exe = std::env::current_exe().expect("own path");
-    let mut body = String::new();
-    for section in SECTIONS {
+    let child = |arg: &str| {
         let out = std::process::Command::new(&exe)
-            .arg(section)
+            .arg(arg)
             .stderr(std::process::Stdio::inherit())
             .output()
             .expect("run a section");
         if !out.status.success() {
-            eprintln!("section {section} failed: {}", out.status);
+            eprintln!("section {arg} failed: {}", out.status);
             std::process::exit(1);
         }
-        body.push_str(&String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut body = String::new();
+    for section in SECTIONS {
+        if section == "throughput" {
+            let mut thr = throughput::empty();
+            for _ in 0..PROCESSES {
+                if add_raw(&mut thr, &child(THROUGHPUT_RAW)).is_none() {
+                    eprintln!("section {section}: unreadable runs from a child");
+                    std::process::exit(1);
+                }
+            }
+            report_throughput(&mut body, &thr);
+        } else {
+            body.push_str(&child(section));
+        }
     }
     let mut r = String::new();
     let w = &mut r;

@@ -11,49 +11,116 @@ use crate::{pass, N};
 
 const RUNS: usize = 9;
 const RUN_SECS: f64 = 0.3;
+/// Child processes whose runs the full report pools: the same binary measures up to ~15% apart
+/// from one process to the next (where the heap and the tables land), for `lru` as for the
+/// shard, so one process's placement should not decide a verdict.
+pub(crate) const PROCESSES: usize = 3;
 
-/// One operation's runs: Mops/s per run of the shard and of the `lru` variants, interleaved.
+/// The measured operations: name, whether issue #2 sets a target for it (at least `lru`), and
+/// the `lru` variants it is compared with.
+const CASES: [(&str, bool, &[&str]); 3] = [
+    ("get (hit)", true, &["lru"]),
+    ("get (miss)", false, &["lru"]),
+    (
+        "set (full, every set evicts)",
+        true,
+        &["lru", "lru prebuilt"],
+    ),
+];
+
+/// One operation's runs, per process: Mops/s of the shard and of each `lru` variant, measured
+/// in alternation (run `i` of every series ran back to back).
 pub(crate) struct Throughput {
     name: &'static str,
-    /// Whether issue #2 sets a target for it (get-hit and set: at least `lru`).
     targeted: bool,
-    shard: Vec<f64>,
-    /// (label, runs) of each `lru` variant.
-    lru: Vec<(&'static str, Vec<f64>)>,
+    shard: Vec<Vec<f64>>,
+    /// (label, per-process runs) of each `lru` variant.
+    lru: Vec<(&'static str, Vec<Vec<f64>>)>,
 }
 
+/// An empty result per case, to be filled with [`add_runs`].
+pub(crate) fn empty() -> Vec<Throughput> {
+    CASES
+        .iter()
+        .map(|&(name, targeted, labels)| Throughput {
+            name,
+            targeted,
+            shard: Vec::new(),
+            lru: labels.iter().map(|&l| (l, Vec::new())).collect(),
+        })
+        .collect()
+}
+
+/// Adds one process's runs of case `case`: `series[0]` the shard's, then each `lru` variant's.
+fn add_runs(thr: &mut [Throughput], case: usize, series: Vec<Vec<f64>>) {
+    let Some(t) = thr.get_mut(case) else { return };
+    let mut series = series.into_iter();
+    t.shard.push(series.next().unwrap_or_default());
+    for (_, runs) in &mut t.lru {
+        runs.push(series.next().unwrap_or_default());
+    }
+}
+
+/// Measures every case in this process.
 pub(crate) fn throughput(data: &Data) -> Vec<Throughput> {
-    let mut out = Vec::new();
-    for (name, lookup) in [("get (hit)", Lookup::Hit), ("get (miss)", Lookup::Miss)] {
-        eprintln!("throughput: {name}");
+    let mut out = empty();
+    for (case, lookup) in [Lookup::Hit, Lookup::Miss].into_iter().enumerate() {
+        eprintln!("throughput: {}", CASES[case].0);
         let mut shard = ShardGet::new(data, lookup);
         let mut lru = LruGet::new(data, lookup);
-        let mut runs = interleaved_mops(&mut [&mut shard, &mut lru], RUNS, RUN_SECS).into_iter();
-        out.push(Throughput {
-            name,
-            targeted: lookup == Lookup::Hit,
-            shard: runs.next().unwrap_or_default(),
-            lru: vec![("lru", runs.next().unwrap_or_default())],
-        });
+        let runs = interleaved_mops(&mut [&mut shard, &mut lru], RUNS, RUN_SECS);
+        add_runs(&mut out, case, runs);
     }
     eprintln!("throughput: set");
     let mut shard = ShardSet::new(data);
     let mut copy = LruSet::new(data, LruInput::Copy);
     let mut prebuilt = LruSet::new(data, LruInput::Prebuilt);
-    let mut runs =
-        interleaved_mops(&mut [&mut shard, &mut copy, &mut prebuilt], RUNS, RUN_SECS).into_iter();
+    let runs = interleaved_mops(&mut [&mut shard, &mut copy, &mut prebuilt], RUNS, RUN_SECS);
     assert_eq!(shard.shard().len(), N, "set case must stay full");
     assert!(shard.shard().stats().evictions > 0, "set case must evict");
-    out.push(Throughput {
-        name: "set (full, every set evicts)",
-        targeted: true,
-        shard: runs.next().unwrap_or_default(),
-        lru: vec![
-            ("lru", runs.next().unwrap_or_default()),
-            ("lru prebuilt", runs.next().unwrap_or_default()),
-        ],
-    });
+    add_runs(&mut out, 2, runs);
     out
+}
+
+/// This process's runs as text for a parent process: per case and series, a line
+/// `case series mops mops ...`.
+pub(crate) fn to_raw(thr: &[Throughput]) -> String {
+    let mut w = String::new();
+    for (case, t) in thr.iter().enumerate() {
+        let series = t
+            .shard
+            .iter()
+            .chain(t.lru.iter().flat_map(|(_, r)| r.iter()));
+        for (i, runs) in series.enumerate() {
+            let _ = write!(w, "{case} {i}");
+            for r in runs {
+                let _ = write!(w, " {r}");
+            }
+            w.push('\n');
+        }
+    }
+    w
+}
+
+/// Adds the runs a child printed with [`to_raw`] to `thr`; `None` if the text is malformed.
+pub(crate) fn add_raw(thr: &mut [Throughput], text: &str) -> Option<()> {
+    let mut by_case: Vec<Vec<Vec<f64>>> = vec![Vec::new(); CASES.len()];
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let case: usize = fields.next()?.parse().ok()?;
+        let series: usize = fields.next()?.parse().ok()?;
+        let runs = fields
+            .map(str::parse)
+            .collect::<Result<Vec<f64>, _>>()
+            .ok()?;
+        let slot = by_case.get_mut(case)?;
+        (slot.len() == series).then_some(())?;
+        slot.push(runs);
+    }
+    for (case, series) in by_case.into_iter().enumerate() {
+        add_runs(thr, case, series);
+    }
+    Some(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -64,10 +131,21 @@ fn spread(runs: &[f64]) -> String {
     format!("{:.2} ({lo:.2}–{hi:.2})", median(runs))
 }
 
+/// Shard/lru ratio of every run, per process (each run against the `lru` run beside it).
+fn ratios(shard: &[Vec<f64>], lru: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    shard
+        .iter()
+        .zip(lru)
+        .map(|(s, l)| s.iter().zip(l).map(|(s, l)| s / l).collect())
+        .collect()
+}
+
 pub(crate) fn report_throughput(w: &mut String, thr: &[Throughput]) {
+    let processes = thr.first().map_or(0, |t| t.shard.len());
     let _ = writeln!(
         w,
-        "\n## Throughput (Mops/s: median of {RUNS} runs of ~{RUN_SECS} s, (min–max))\n"
+        "\n## Throughput (Mops/s: median of {RUNS} runs of ~{RUN_SECS} s in each of {processes} \
+         process(es), (min–max))\n"
     );
     let _ = writeln!(
         w,
@@ -80,17 +158,24 @@ pub(crate) fn report_throughput(w: &mut String, thr: &[Throughput]) {
          is timed; the prebuilt boxes are cold in cache by the time they are inserted). Keys \
          reach both as slices of a length the compiler cannot see (as keys read from a socket), \
          so neither lookup is specialised for 16-byte keys. The ratio is the median of the \
-         per-run ratios; the target (issue #2) is get-hit and set at least `lru`'s.\n"
+         per-run ratios of all processes, each process's median in brackets (the same binary \
+         measures up to ~15% apart between processes, for either side); the target (issue #2) \
+         is get-hit and set at least `lru`'s.\n"
     );
     let _ = writeln!(
         w,
-        "| operation | Shard | lru variant | lru | Shard / lru | target |"
+        "| operation | Shard | lru variant | lru | Shard / lru (per process) | target |"
     );
     let _ = writeln!(w, "|---|---:|---|---:|---:|---|");
     for t in thr {
+        let shard: Vec<f64> = t.shard.concat();
         for (label, runs) in &t.lru {
-            let ratios: Vec<f64> = t.shard.iter().zip(runs).map(|(s, l)| s / l).collect();
-            let ratio = median(&ratios);
+            let per_process = ratios(&t.shard, runs);
+            let ratio = median(&per_process.concat());
+            let each: Vec<String> = per_process
+                .iter()
+                .map(|r| format!("{:.2}", median(r)))
+                .collect();
             let target = if t.targeted {
                 format!("≥ 1.00x {}", pass(ratio >= 1.0))
             } else {
@@ -98,10 +183,11 @@ pub(crate) fn report_throughput(w: &mut String, thr: &[Throughput]) {
             };
             let _ = writeln!(
                 w,
-                "| {} | {} | {label} | {} | {ratio:.2}x | {target} |",
+                "| {} | {} | {label} | {} | {ratio:.2}x ({}) | {target} |",
                 t.name,
-                spread(&t.shard),
-                spread(runs),
+                spread(&shard),
+                spread(&runs.concat()),
+                each.join(", "),
             );
         }
     }
