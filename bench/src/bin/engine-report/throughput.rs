@@ -192,3 +192,40 @@ pub(crate) fn report_throughput(w: &mut String, thr: &[Throughput]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_process(k: f64) -> Vec<Throughput> {
+        let mut thr = empty();
+        for (case, &(_, _, labels)) in CASES.iter().enumerate() {
+            let series = (0..=labels.len())
+                .map(|i| vec![k + i as f64, k + i as f64 + 0.5])
+                .collect();
+            add_runs(&mut thr, case, series);
+        }
+        thr
+    }
+
+    #[test]
+    fn a_childs_runs_travel_as_text_and_pool_per_process() {
+        let mut pooled = empty();
+        for k in [1.0, 2.0] {
+            assert!(add_raw(&mut pooled, &to_raw(&one_process(k))).is_some());
+        }
+        let set = &pooled[2];
+        assert_eq!(set.shard, vec![vec![1.0, 1.5], vec![2.0, 2.5]]);
+        assert_eq!(set.lru[1].1, vec![vec![3.0, 3.5], vec![4.0, 4.5]]);
+        let mut report = String::new();
+        report_throughput(&mut report, &pooled);
+        assert!(report.contains("in each of 2 process(es)"), "{report}");
+    }
+
+    #[test]
+    fn malformed_child_output_is_refused() {
+        for bad in ["0 0 1.0 x", "9 0 1.0", "0 1 1.0", "zero"] {
+            assert!(add_raw(&mut empty(), bad).is_none(), "{bad}");
+        }
+    }
+}
