@@ -117,6 +117,12 @@ pub(crate) fn add_raw(thr: &mut [Throughput], text: &str) -> Option<()> {
         (slot.len() == series).then_some(())?;
         slot.push(runs);
     }
+    // Every case with every series (the shard's and each `lru` variant's), or nothing.
+    let complete = by_case
+        .iter()
+        .zip(CASES)
+        .all(|(series, (_, _, labels))| series.len() == 1 + labels.len());
+    complete.then_some(())?;
     for (case, series) in by_case.into_iter().enumerate() {
         add_runs(thr, case, series);
     }
@@ -224,7 +230,19 @@ mod tests {
 
     #[test]
     fn malformed_child_output_is_refused() {
-        for bad in ["0 0 1.0 x", "9 0 1.0", "0 1 1.0", "zero"] {
+        let missing_a_series: String = to_raw(&one_process(1.0))
+            .lines()
+            .filter(|l| !l.starts_with("2 2 "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        for bad in [
+            "0 0 1.0 x",
+            "9 0 1.0",
+            "0 1 1.0",
+            "zero",
+            "",
+            &missing_a_series,
+        ] {
             assert!(add_raw(&mut empty(), bad).is_none(), "{bad}");
         }
     }
