@@ -95,8 +95,7 @@ fn primaries_create_groups_and_replicas_spread_over_them() {
         m.handle(join(p, Role::Replica, None), 0);
     }
     // The first primary streams the ranges of the two that joined after it.
-    let id = move_id(&m);
-    m.handle(beat(1, id), 0);
+    finish_move(&mut m, 1, 0);
     let map = m.map();
     assert_eq!(map.groups.len(), 3);
     assert_eq!(map.ring.groups(), &[1, 2, 3]);
@@ -339,6 +338,12 @@ fn move_id(m: &Membership) -> u64 {
         .expect("a move runs")
 }
 
+/// The running range move's source `source` reports every stream of it done at `now`.
+fn finish_move(m: &mut Membership, source: u64, now: u64) -> Vec<Action> {
+    let id = move_id(m);
+    m.handle(beat(source, id), now)
+}
+
 #[test]
 fn a_primary_joining_a_populated_ring_waits_for_its_ranges() {
     let mut m = Membership::new(config());
@@ -378,8 +383,7 @@ fn an_operator_removes_a_primary_after_it_hands_its_ranges_on() {
     let mut m = Membership::new(config());
     let p1 = welcomed(&m.handle(join(1000, Role::Primary, None), 0));
     let p2 = welcomed(&m.handle(join(1100, Role::Primary, None), 0));
-    let id = move_id(&m);
-    m.handle(beat(p1, id), 10);
+    finish_move(&mut m, p1, 10);
     let r2 = welcomed(&m.handle(join(1200, Role::Replica, Some(2)), 10));
     assert_eq!(m.map().ring.groups(), &[1, 2]);
     let actions = m.handle(Event::Remove { member: p2 }, 20);
@@ -532,8 +536,7 @@ fn a_claim_to_a_group_this_balancer_retired_is_not_honoured() {
     let mut m = Membership::new(config());
     let p1 = welcomed(&m.handle(join(1000, Role::Primary, None), 0));
     let p2 = welcomed(&m.handle(join(1100, Role::Primary, None), 0));
-    let id = move_id(&m);
-    m.handle(beat(p1, id), 0);
+    finish_move(&mut m, p1, 0);
     m.handle(Event::Remove { member: p2 }, 0);
     let id = move_id(&m);
     m.handle(beat(p1, id), 0);
@@ -562,8 +565,7 @@ fn a_spare_replica_moves_to_a_group_that_joined_without_one() {
     m.handle(join(2000, Role::Primary, None), 0);
     // Nothing moves while the new group takes over its ranges.
     assert_eq!(replicas_of(&m, 2), Vec::<u64>::new());
-    let id = move_id(&m);
-    m.handle(beat(p1, id), 0);
+    finish_move(&mut m, p1, 0);
     assert!(m.map().moving.is_none());
     let epoch = m.map().epoch;
     let actions = m.handle(Event::Tick, 0);
@@ -588,8 +590,7 @@ fn replicas_placed_by_their_operator_are_not_moved() {
     let r1 = welcomed(&m.handle(join(1100, Role::Replica, Some(1)), 0));
     let r2 = welcomed(&m.handle(join(1200, Role::Replica, Some(1)), 0));
     m.handle(join(2000, Role::Primary, None), 0);
-    let id = move_id(&m);
-    m.handle(beat(p1, id), 0);
+    finish_move(&mut m, p1, 0);
     m.handle(Event::Tick, 0);
     assert_eq!(replicas_of(&m, 1), vec![r1, r2]);
     assert_eq!(replicas_of(&m, 2), Vec::<u64>::new());
@@ -600,8 +601,7 @@ fn a_group_whose_replica_died_takes_a_spare_one() {
     let mut m = Membership::new(config());
     let p1 = welcomed(&m.handle(join(1000, Role::Primary, None), 0));
     let p2 = welcomed(&m.handle(join(2000, Role::Primary, None), 0));
-    let id = move_id(&m);
-    m.handle(beat(p1, id), 0);
+    finish_move(&mut m, p1, 0);
     let a = welcomed(&m.handle(join(1100, Role::Replica, None), 0));
     let b = welcomed(&m.handle(join(2100, Role::Replica, None), 0));
     let c = welcomed(&m.handle(join(3100, Role::Replica, None), 0));
@@ -637,8 +637,7 @@ fn the_donor_group_keeps_its_most_caught_up_replica() {
         0,
     );
     m.handle(join(2000, Role::Primary, None), 0);
-    let id = move_id(&m);
-    m.handle(beat(p1, id), 0);
+    finish_move(&mut m, p1, 0);
     m.handle(Event::Tick, 0);
     assert_eq!(replicas_of(&m, 1), vec![ready]);
     assert_eq!(replicas_of(&m, 2), vec![copying]);
