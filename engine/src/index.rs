@@ -34,6 +34,18 @@ impl Index {
         self.segments[segment(hash)].find(hash, eq).copied()
     }
 
+    /// The first `Some` that `f` gives for a slot filed under `hash`, probing as
+    /// [`Index::find`] does, so a caller can keep what it read while comparing.
+    #[inline(always)]
+    pub fn find_map<R>(&self, hash: u64, mut f: impl FnMut(u32) -> Option<R>) -> Option<R> {
+        let mut out = None;
+        self.segments[segment(hash)].find(hash, |&i| {
+            out = f(i);
+            out.is_some()
+        })?;
+        out
+    }
+
     /// Files `slot` under `hash`; `rehash` gives any filed slot's hash when a segment grows.
     #[inline]
     pub fn insert(&mut self, hash: u64, slot: u32, rehash: impl Fn(&u32) -> u64) {

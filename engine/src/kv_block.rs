@@ -170,6 +170,13 @@ impl KvBlock {
         stored.len() == key.len() && same_bytes(stored, key)
     }
 
+    /// The value, if the stored key is `key` (one header decode for both).
+    #[inline(always)]
+    pub fn value_if_key(&self, key: &[u8]) -> Option<&[u8]> {
+        let (stored, value) = self.parts();
+        (stored.len() == key.len() && same_bytes(stored, key)).then_some(value)
+    }
+
     /// The value.
     #[inline]
     pub fn value(&self) -> &[u8] {

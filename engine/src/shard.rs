@@ -4,7 +4,7 @@
 
 use std::hash::BuildHasher;
 
-use crate::entry::{Meta, MAX_EXPIRY_REL};
+use crate::entry::{Entry, Meta, MAX_EXPIRY_REL};
 use crate::index::Index;
 use crate::invalidation::Invalidations;
 use crate::kv_block::KvBlock;
@@ -198,6 +198,18 @@ impl Shard {
         })
     }
 
+    /// The slot holding `key`, its entry and its value, whatever its state: what
+    /// [`Shard::locate`] finds, read in the same pass that compares the key.
+    #[inline(always)]
+    pub(crate) fn locate_value(&self, hash: u64, key: &[u8]) -> Option<(u32, &Entry, &[u8])> {
+        let slab = &self.slab;
+        self.table.find_map(hash, |i| {
+            let e = slab.get(i);
+            let value = e.block.as_ref()?.value_if_key(key)?;
+            Some((i, e, value))
+        })
+    }
+
     /// The hash `key` is filed under, for [`Shard::prefetch_hashes`].
     #[inline]
     pub fn key_hash(&self, key: &[u8]) -> u64 {
@@ -258,15 +270,23 @@ impl Shard {
         let meta = self.slab.get(idx).meta;
         // The common case, kept small so it inlines into every command: a live, unexpired
         // entry (most entries of a cache carry a TTL) and no pending invalidation.
-        if !self.is_expired(meta, now) && !meta.tombstone() && self.rules.is_empty() {
+        if self.is_plain_live(meta, now) {
             return Found::Live(idx);
         }
         self.lookup_slow(idx, hash, now)
     }
 
+    /// Whether an entry with this `meta` is readable as is at `now`: unexpired, not a
+    /// tombstone, and no invalidation rule pending (the common case of every lookup).
+    #[inline(always)]
+    pub(crate) fn is_plain_live(&self, meta: Meta, now: u64) -> bool {
+        !self.is_expired(meta, now) && !meta.tombstone() && self.rules.is_empty()
+    }
+
+    /// The rest of [`Shard::lookup`], for an entry that is not plainly live.
     #[cold]
     #[inline(never)]
-    fn lookup_slow(&mut self, idx: u32, hash: u64, now: u64) -> Found {
+    pub(crate) fn lookup_slow(&mut self, idx: u32, hash: u64, now: u64) -> Found {
         let meta = self.slab.get(idx).meta;
         if self.is_expired(meta, now) {
             self.remove(idx, hash, Removal::Expired);
