@@ -280,7 +280,7 @@ impl Shard {
     /// tombstone, and no invalidation rule pending (the common case of every lookup).
     #[inline(always)]
     pub(crate) fn is_plain_live(&self, meta: Meta, now: u64) -> bool {
-        !self.is_expired(meta, now) && !meta.tombstone() && self.rules.is_empty()
+        self.rules.is_empty() && !meta.tombstone() && !self.is_expired(meta, now)
     }
 
     /// The rest of [`Shard::lookup`], for an entry that is not plainly live.
