@@ -120,9 +120,9 @@ impl Shard {
     // Always inlined, and the hit path kept to one index probe that reads slot, key and value
     // together: a lookup loop is bound by how many lookups' cache misses fit in the CPU's
     // window, so every instruction counts (this shape took the engine-report hit loop from ~164
-    // to ~151 instructions under callgrind and get-hit from ~0.87x to ~1.05x `lru`). Mind that
-    // the probe's comparison closure sits at LLVM's inlining limit: a few more instructions in
-    // it and it is called out of line, ~50 instructions more per hit.
+    // to ~150 instructions under callgrind, and get-hit from ~0.87x to ~1.02-1.06x `lru`).
+    // Mind that the probe's comparison closure sits at LLVM's inlining limit: a few more
+    // instructions in it and it is called out of line, ~50 instructions more per hit.
     #[inline(always)]
     pub fn get(&mut self, key: &[u8], now: u64) -> Option<Hit<'_>> {
         let hash = self.hash(key);
