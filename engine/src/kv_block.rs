@@ -166,11 +166,11 @@ impl KvBlock {
     /// keys of up to 16 bytes (the common case) instead of through a `memcmp` call.
     #[inline]
     pub fn key_is(&self, key: &[u8]) -> bool {
-        let stored = self.key();
-        stored.len() == key.len() && same_bytes(stored, key)
+        self.value_if_key(key).is_some()
     }
 
-    /// The value, if the stored key is `key` (one header decode for both).
+    /// The value, if the stored key is `key` (compared as [`KvBlock::key_is`] does; one header
+    /// decode for both).
     #[inline(always)]
     pub fn value_if_key(&self, key: &[u8]) -> Option<&[u8]> {
         let (stored, value) = self.parts();
@@ -250,14 +250,16 @@ mod tests {
 
     proptest::proptest! {
         /// `key_is` agrees with slice equality for every length, including keys that differ
-        /// in one byte only (so each word of the inline compare is exercised).
+        /// in one byte only (so each word of the inline compare is exercised), and
+        /// `value_if_key` gives the value exactly when it does (short and varint headers).
         #[test]
         fn key_is_matches_slice_equality(
             stored in proptest::collection::vec(0u8..4, 0..40),
             flip in proptest::option::of(0usize..40),
             other_len in proptest::option::of(0usize..40),
+            value in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
         ) {
-            let b = KvBlock::new(&stored, b"v");
+            let b = KvBlock::new(&stored, &value);
             let mut probe = stored.clone();
             if let Some(i) = flip.filter(|&i| i < probe.len()) {
                 probe[i] ^= 0x10;
@@ -266,6 +268,8 @@ mod tests {
                 probe.resize(n, 1);
             }
             proptest::prop_assert_eq!(b.key_is(&probe), stored == probe);
+            let want = (stored == probe).then_some(&value[..]);
+            proptest::prop_assert_eq!(b.value_if_key(&probe), want);
         }
     }
 }
