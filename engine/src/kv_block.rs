@@ -162,15 +162,9 @@ impl KvBlock {
         crate::cache_hint::prefetch(self.ptr.as_ptr());
     }
 
-    /// Whether the stored key is `key`: the lengths first, then the bytes compared inline for
-    /// keys of up to 16 bytes (the common case) instead of through a `memcmp` call.
-    #[inline]
-    pub fn key_is(&self, key: &[u8]) -> bool {
-        self.value_if_key(key).is_some()
-    }
-
-    /// The value, if the stored key is `key` (compared as [`KvBlock::key_is`] does; one header
-    /// decode for both).
+    /// The value, if the stored key is `key`: the lengths first, then the bytes compared inline
+    /// for keys of up to 16 bytes (the common case) instead of through a `memcmp` call; one
+    /// header decode for the comparison and the value.
     #[inline(always)]
     pub fn value_if_key(&self, key: &[u8]) -> Option<&[u8]> {
         let (stored, value) = self.parts();
@@ -249,11 +243,11 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// `key_is` agrees with slice equality for every length, including keys that differ
-        /// in one byte only (so each word of the inline compare is exercised), and
-        /// `value_if_key` gives the value exactly when it does (short and varint headers).
+        /// `value_if_key` finds exactly the keys slice equality does, for every length and for
+        /// keys that differ in one byte only (so each word of the inline compare is exercised),
+        /// and gives the value (short and varint headers).
         #[test]
-        fn key_is_matches_slice_equality(
+        fn value_if_key_matches_slice_equality(
             stored in proptest::collection::vec(0u8..4, 0..40),
             flip in proptest::option::of(0usize..40),
             other_len in proptest::option::of(0usize..40),
@@ -267,7 +261,6 @@ mod tests {
             if let Some(n) = other_len {
                 probe.resize(n, 1);
             }
-            proptest::prop_assert_eq!(b.key_is(&probe), stored == probe);
             let want = (stored == probe).then_some(&value[..]);
             proptest::prop_assert_eq!(b.value_if_key(&probe), want);
         }

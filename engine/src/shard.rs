@@ -192,14 +192,11 @@ impl Shard {
     /// The slot holding `key`, whatever its state.
     #[inline]
     pub(crate) fn locate(&self, hash: u64, key: &[u8]) -> Option<u32> {
-        let slab = &self.slab;
-        self.table.find(hash, |&i| {
-            slab.get(i).block.as_ref().is_some_and(|b| b.key_is(key))
-        })
+        self.locate_value(hash, key).map(|(i, _, _)| i)
     }
 
-    /// The slot holding `key`, its entry and its value, whatever its state: what
-    /// [`Shard::locate`] finds, read in the same pass that compares the key.
+    /// The slot holding `key`, its entry and its value, whatever its state, all read in the
+    /// one pass that compares the key.
     #[inline(always)]
     pub(crate) fn locate_value(&self, hash: u64, key: &[u8]) -> Option<(u32, &Entry, &[u8])> {
         let slab = &self.slab;
