@@ -271,11 +271,11 @@ pub fn run(args: CliArgs) -> anyhow::Result<()> {
                     ""
                 }
             );
-            print!("{}", ringcache_net::balancer::map_text(&map));
+            print!("{map}");
             return Ok(());
         }
         let map = c.refresh_map().map_err(explain)?;
-        print!("{}", ringcache_net::balancer::map_text(map));
+        print!("{map}");
         return Ok(());
     }
     let mut out = Vec::new();

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use ringcache_net::StopFlag;
+use ringcache_runtime::StopFlag;
 
 /// Time between collections.
 const EVERY: Duration = Duration::from_secs(1);

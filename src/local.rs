@@ -153,7 +153,7 @@ pub fn run(args: LocalArgs) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, stop.clone())?;
     }
     let exe = std::env::current_exe().context("cannot find the ringcache binary")?;
-    let cpus = ringcache_net::allowed_cpus();
+    let cpus = ringcache_runtime::allowed_cpus();
     let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
     let mut children = Children(Vec::new());
     let spawn = |name: String, a: Vec<String>, children: &mut Children| -> anyhow::Result<()> {
@@ -168,7 +168,7 @@ pub fn run(args: LocalArgs) -> anyhow::Result<()> {
         Ok(())
     };
     let balancer = format!("127.0.0.1:{}", args.port);
-    if ringcache_net::wait_port_free(([127, 0, 0, 1], args.port).into()).is_err() {
+    if ringcache_runtime::wait_port_free(([127, 0, 0, 1], args.port).into()).is_err() {
         bail!(
             "port {} is already in use: stop whatever listens there or pick another --port",
             args.port

@@ -1,17 +1,22 @@
-//! The `ringcache` binary: `ringcache node` runs a cache node, `ringcache cli` talks to one.
-//! The node's logic lives in `ringcache-net`; the command-line client is built on
-//! `ringcache-client`.
+//! The `ringcache` binary: `ringcache node` runs a cache node, `ringcache balancer` the control
+//! plane and router, `ringcache local` a whole cluster on this machine, `ringcache cli` talks to
+//! any of them. The flags live here; the node runs on `ringcache-net`, the balancer on
+//! `ringcache-balancer`, and the command-line client on `ringcache-client` alone.
 
+mod balancer_args;
 mod cli;
 mod heap_release;
 mod local;
+mod node_args;
 
 use std::process::ExitCode;
 
+use balancer_args::BalancerArgs;
 use clap::{Parser, Subcommand};
-use ringcache_net::{
-    allowed_cpus, run_balancer, run_node, BalancerArgs, NodeArgs, NodeConfig, StopFlag,
-};
+use node_args::NodeArgs;
+use ringcache_balancer::run_balancer;
+use ringcache_net::run_node;
+use ringcache_runtime::{allowed_cpus, StopFlag};
 use tracing_subscriber::EnvFilter;
 
 /// ringcache: a distributed in-memory cache, thread-per-core on io_uring.
@@ -45,7 +50,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn init_logging() {
     let filter = EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("warn,ringcache=info,ringcache_net=info"));
+        .unwrap_or_else(|_| {
+            EnvFilter::new(
+                "warn,ringcache=info,ringcache_net=info,ringcache_node_core=info,ringcache_balancer=info",
+            )
+        });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -75,7 +84,7 @@ fn stop_on_signals(stop: StopFlag) -> anyhow::Result<()> {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Node(args) => {
-            let cfg = NodeConfig::from_args(&args, &allowed_cpus()).map_err(anyhow::Error::msg)?;
+            let cfg = args.config(&allowed_cpus()).map_err(anyhow::Error::msg)?;
             let stop = StopFlag::default();
             stop_on_signals(stop.clone())?;
             heap_release::start(stop.clone());
@@ -84,7 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Balancer(args) => {
             let stop = StopFlag::default();
             stop_on_signals(stop.clone())?;
-            run_balancer(args, stop)
+            run_balancer(args.config(), stop)
         }
         Command::Cli(args) => cli::run(args),
         Command::Local(args) => local::run(args),

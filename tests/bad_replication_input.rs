@@ -12,9 +12,10 @@ use bytes::BytesMut;
 use common::{resp_command, Node};
 use ringcache_cluster::encode_body;
 use ringcache_cluster::replication::{encode_op, ReplOp, StreamHello};
-use ringcache_proto::control::{encode_control, REPL_HELLO, REPL_OP, REPL_RESET};
+use ringcache_proto::control::encode_control;
+use ringcache_proto::ReplFrame;
 
-fn frame(opcode: u8, seq: u64, body: &[u8]) -> Vec<u8> {
+fn frame(opcode: ReplFrame, seq: u64, body: &[u8]) -> Vec<u8> {
     let mut out = BytesMut::new();
     encode_control(&mut out, opcode, false, seq, 0, body);
     out.to_vec()
@@ -68,24 +69,24 @@ fn strangers_replication_frames_are_refused_and_change_nothing() {
         expires_at: None,
         tags: vec![],
     });
-    let mut huge = frame(REPL_OP, 1, b"");
+    let mut huge = frame(ReplFrame::Op, 1, b"");
     // Body length field (bytes 20..24 of the header) claims 4 GiB - 1.
     huge[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
             "a valid hello to a node that is no replica",
             [
-                frame(REPL_HELLO, 0, &hello),
-                frame(REPL_RESET, 0, b""),
-                frame(REPL_OP, 1, &put),
+                frame(ReplFrame::Hello, 0, &hello),
+                frame(ReplFrame::Reset, 0, b""),
+                frame(ReplFrame::Op, 1, &put),
             ]
             .concat(),
         ),
-        ("a garbled hello", frame(REPL_HELLO, 0, &[0xff; 7])),
+        ("a garbled hello", frame(ReplFrame::Hello, 0, &[0xff; 7])),
         (
             "a hello with a huge body",
             [
-                &frame(REPL_HELLO, 0, b"")[..20],
+                &frame(ReplFrame::Hello, 0, b"")[..20],
                 &u32::MAX.to_le_bytes()[..],
             ]
             .concat(),
@@ -100,7 +101,7 @@ fn strangers_replication_frames_are_refused_and_change_nothing() {
         }
         // Operations without a hello are not commands either: an error, then the close.
         assert!(
-            closes_after(port, &frame(REPL_OP, 1, &put)),
+            closes_after(port, &frame(ReplFrame::Op, 1, &put)),
             "bare op on {port}"
         );
         assert!(closes_after(port, &huge), "huge op on {port}");

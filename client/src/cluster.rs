@@ -165,13 +165,9 @@ impl Client {
             member: id,
             secret,
         });
-        let reply = self.conn(MAIN).and_then(|c| {
-            c.control(
-                ringcache_proto::control::CLUSTER_REMOVE,
-                &body,
-                &reply_limits,
-            )
-        })?;
+        let reply = self
+            .conn(MAIN)
+            .and_then(|c| c.control(ringcache_proto::ClusterOp::Remove, &body, &reply_limits))?;
         match ringcache_cluster::decode_body::<ControlReply>(&reply) {
             Ok(ControlReply::Map(Some(map))) => Ok(map),
             Ok(ControlReply::Reject { reason }) => Err(ClientError::Protocol(format!(
@@ -190,7 +186,7 @@ impl Client {
         let reply_limits = self.reply_limits;
         let body = self
             .conn(MAIN)
-            .and_then(|c| c.control(ringcache_proto::control::CLUSTER_MAP, &[], &reply_limits));
+            .and_then(|c| c.control(ringcache_proto::ClusterOp::Map, &[], &reply_limits));
         let body = match body {
             Ok(b) => b,
             Err(e) => {

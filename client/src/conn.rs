@@ -100,7 +100,7 @@ impl Conn {
     /// Sends one control frame (`ringcache_proto::control`) and answers the reply's body.
     pub(crate) fn control(
         &mut self,
-        opcode: u8,
+        opcode: ringcache_proto::ClusterOp,
         body: &[u8],
         limits: &Limits,
     ) -> Result<Vec<u8>, ClientError> {
@@ -117,7 +117,7 @@ impl Conn {
             self.start = 0;
             self.end = 0;
         }
-        if h.request_id != id || h.opcode != ringcache_proto::control::CLUSTER_REPLY {
+        if h.request_id != id || h.opcode != u8::from(ringcache_proto::ClusterOp::Reply) {
             return Err(ClientError::Protocol(format!(
                 "{} did not answer the cluster request (is it a ringcache balancer?)",
                 self.addr

@@ -12,7 +12,8 @@ use ringcache_cluster::{
     encode_body, ClusterMap, ControlReply, Member, MemberId, MemberState, Ring, Role, ShardGroup,
     DEFAULT_VNODES,
 };
-use ringcache_proto::control::{encode_control, CLUSTER_MAP, CLUSTER_REPLY};
+use ringcache_proto::control::encode_control;
+use ringcache_proto::ClusterOp;
 use ringcache_proto::{decode_frame, Limits};
 
 use crate::mock_tests::Mock;
@@ -59,10 +60,17 @@ fn serve_maps(mut s: TcpStream, map: &Mutex<ClusterMap>) {
         let mut used = 0;
         while let Ok(Some(f)) = decode_frame(&buf[used..], &limits) {
             used += f.len();
-            assert_eq!(f.header.opcode, CLUSTER_MAP);
+            assert_eq!(f.header.opcode, u8::from(ClusterOp::Map));
             let body = encode_body(&ControlReply::Map(Some(map.lock().unwrap().clone())));
             let mut out = BytesMut::new();
-            encode_control(&mut out, CLUSTER_REPLY, true, f.header.request_id, 0, &body);
+            encode_control(
+                &mut out,
+                ClusterOp::Reply,
+                true,
+                f.header.request_id,
+                0,
+                &body,
+            );
             if s.write_all(&out).is_err() {
                 return;
             }

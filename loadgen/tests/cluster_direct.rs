@@ -154,12 +154,12 @@ fn fake_cluster() -> Fake {
         let mut rbuf = BytesMut::new();
         while fill(&mut s, &mut rbuf) {
             while let Ok(Some(f)) = decode_frame(&rbuf, &limits) {
-                assert_eq!(f.header.opcode, control::CLUSTER_MAP);
+                assert_eq!(f.header.opcode, u8::from(ringcache_proto::ClusterOp::Map));
                 let body = encode_body(&ControlReply::Map(Some((*map).clone())));
                 let mut out = BytesMut::new();
                 control::encode_control(
                     &mut out,
-                    control::CLUSTER_REPLY,
+                    ringcache_proto::ClusterOp::Reply,
                     true,
                     f.header.request_id,
                     0,

@@ -14,12 +14,13 @@ use ringcache_cluster::{
     decode_body, encode_body, ClusterMap, ControlReply, GroupId, Heartbeat, JoinRequest, MemberId,
     Place, Role,
 };
-use ringcache_proto::control::{self, encode_control};
-use ringcache_proto::{decode_frame, Limits};
+use ringcache_node_core::NodeView;
+use ringcache_proto::control::encode_control;
+use ringcache_proto::{decode_frame, ClusterOp, Limits};
+use ringcache_runtime::StopFlag;
 use tracing::{error, info, warn};
 
-use crate::core_state::CoreProgress;
-use crate::node::StopFlag;
+use crate::core_cell::CoreProgress;
 
 /// What a node needs to take part in a cluster.
 #[derive(Debug, Clone)]
@@ -38,17 +39,6 @@ pub struct LinkConfig {
     pub secret: Option<String>,
 }
 
-/// The cluster as one core sees it.
-#[derive(Debug)]
-pub struct NodeView {
-    /// The last map received.
-    pub map: ClusterMap,
-    /// This node's member id.
-    pub member: MemberId,
-    /// This node's group in that map, if it has one.
-    pub group: Option<GroupId>,
-}
-
 /// A blocking request/reply channel to the balancer, reconnected on demand.
 struct Control {
     addr: String,
@@ -57,7 +47,7 @@ struct Control {
 }
 
 impl Control {
-    fn call(&mut self, opcode: u8, body: &[u8], epoch: u64) -> Result<ControlReply, String> {
+    fn call(&mut self, opcode: ClusterOp, body: &[u8], epoch: u64) -> Result<ControlReply, String> {
         let res = self.try_call(opcode, body, epoch);
         if res.is_err() {
             self.stream = None;
@@ -65,7 +55,12 @@ impl Control {
         res
     }
 
-    fn try_call(&mut self, opcode: u8, body: &[u8], epoch: u64) -> Result<ControlReply, String> {
+    fn try_call(
+        &mut self,
+        opcode: ClusterOp,
+        body: &[u8],
+        epoch: u64,
+    ) -> Result<ControlReply, String> {
         if self.stream.is_none() {
             let addrs: Vec<SocketAddr> = self
                 .addr
@@ -109,7 +104,7 @@ impl Control {
 }
 
 /// Starts the link thread. `cores` receive every newer map.
-pub fn spawn_link(
+pub(crate) fn spawn_link(
     cfg: LinkConfig,
     main_port: u16,
     core_ports: Vec<u16>,
@@ -205,7 +200,7 @@ fn run_link(
             None => {
                 // The lock must not outlive this line: `publish` below takes it again.
                 let place = lock(&known).place;
-                let reply = ctl.call(control::CLUSTER_JOIN, &join(place), epoch);
+                let reply = ctl.call(ClusterOp::Join, &join(place), epoch);
                 match reply {
                     Ok(ControlReply::Welcome {
                         member: m,
@@ -255,7 +250,7 @@ fn run_link(
                     main_port,
                     epoch,
                 });
-                match ctl.call(control::CLUSTER_HEARTBEAT, &hb, epoch) {
+                match ctl.call(ClusterOp::Heartbeat, &hb, epoch) {
                     Ok(ControlReply::Map(Some(map))) => {
                         if map.epoch > epoch {
                             info!(epoch = map.epoch, "new cluster map");
@@ -301,7 +296,7 @@ fn run_link(
     }
     if let Some(m) = member {
         // Best effort: a balancer that does not hear it declares the node dead instead.
-        match ctl.call(control::CLUSTER_LEAVE, &encode_body(&m), epoch) {
+        match ctl.call(ClusterOp::Leave, &encode_body(&m), epoch) {
             Ok(_) => info!(member = m, "left the cluster"),
             Err(e) => warn!(
                 member = m,
@@ -339,7 +334,6 @@ fn offer(
         return false;
     }
     k.epoch = map.epoch;
-    let group = map.member(member).and_then(|m| m.group);
     if let Some(m) = map.member(member) {
         if let Some(g) = m.group {
             k.place = Some(Place {
@@ -349,7 +343,7 @@ fn offer(
             });
         }
     }
-    let view = Arc::new(NodeView { map, member, group });
+    let view = Arc::new(NodeView::new(map, member));
     for c in cores {
         let _ = c.unbounded_send(view.clone());
     }
@@ -378,7 +372,7 @@ fn subscribe(
         if let Some(mut s) = stream {
             let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
             let mut out = BytesMut::new();
-            encode_control(&mut out, control::CLUSTER_SUBSCRIBE, false, 1, 0, &[]);
+            encode_control(&mut out, ClusterOp::Subscribe, false, 1, 0, &[]);
             if s.write_all(&out).is_ok() {
                 let mut buf: Vec<u8> = Vec::new();
                 let mut chunk = [0u8; 16 * 1024];

@@ -4,7 +4,6 @@
 //! replies are flushed every `OUT_FLUSH` bytes, so a client that does not read stalls only
 //! itself (and is dropped after the write timeout).
 
-use std::cell::Cell;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
@@ -14,23 +13,22 @@ use glommio::net::TcpStream;
 use ringcache_proto::resp::RespParser;
 use ringcache_proto::resp_command::parse_command;
 use ringcache_proto::resp_encode::RespVersion;
-use ringcache_proto::{decode_frame, decode_request, Command, Epoch, ErrorKind, Opcode, Response};
+use ringcache_proto::{
+    decode_frame, decode_request, Command, Epoch, ErrorKind, Opcode, ReplFrame, ReplyTo, Response,
+    Wire,
+};
 use tracing::debug;
 
 use ringcache_cluster::core_for_key;
+use ringcache_node_core::execute::execute;
+use ringcache_node_core::replication::replicate;
+use ringcache_node_core::session::Session;
+use ringcache_node_core::{now_ms, plan, Plan, RemoteOp};
+use ringcache_runtime::ReadBuf;
 
-use crate::core_state::{now_ms, SharedCore};
-use crate::execute::execute;
-use crate::handover::{RemoteOp, ReplyTo, Wire};
-use crate::idle_conns::IdleConns;
-use crate::lone_lookups::LoneLookups;
-use crate::mesh::Mesh;
-use crate::node_config::NodeConfig;
+use crate::context::ConnContext;
+use crate::fan_out::{run_broadcast, run_split};
 use crate::ordered_replies::{Ordered, Slot};
-use crate::read_buf::ReadBuf;
-use crate::readiness::Readiness;
-use crate::replication::replicate;
-use crate::routing::{plan, Plan};
 
 /// Replies are written out once this many bytes are pending.
 const OUT_FLUSH: usize = 256 * 1024;
@@ -40,21 +38,6 @@ const READ_INITIAL: usize = 16 * 1024;
 const PREFETCH_MAX: usize = 32;
 /// Most handovers one connection keeps in flight before waiting for their answers.
 const MAX_IN_FLIGHT: usize = 256;
-
-/// What every connection of a core shares.
-pub struct ConnContext {
-    pub core: SharedCore,
-    pub mesh: Option<Rc<Mesh>>,
-    pub cfg: Rc<NodeConfig>,
-    pub shutdown: Rc<Cell<bool>>,
-    pub next_client_id: Cell<u64>,
-    /// Open client connections, for the idle sweep and for draining at stop.
-    pub(crate) idle: Rc<IdleConns>,
-    /// The core's epoll instance, which tells connections when to read.
-    pub(crate) readiness: Rc<Readiness>,
-    /// Lone requests' keys, looked up together across the core's connections.
-    pub(crate) lone: LoneLookups,
-}
 
 /// Whether to go on reading after a batch.
 #[derive(Debug, PartialEq, Eq)]
@@ -92,20 +75,18 @@ struct Parsed<'a> {
     replication: bool,
 }
 
-/// One connection's state. Its methods are spread over three files: this one (parse, run,
-/// reply order), `fan_out` (requests spanning cores) and `session` (PING, HELLO, AUTH…).
+/// One connection's state: its session (protocol, authentication), its parsers, and the
+/// replies waiting for their turn.
 pub(crate) struct Conn {
-    pub(crate) wire: Option<Wire>,
+    session: Session,
     resp: RespParser,
     /// A second parser for looking ahead without disturbing `resp`'s progress.
     scan: RespParser,
-    pub(crate) authed: bool,
-    pub(crate) client_id: u64,
     ordered: Ordered,
 }
 
 /// Serves one connection until the client leaves, errs, idles out or the node shuts down.
-pub async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
+pub(crate) async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(ctx.cfg.write_timeout));
     let id = ctx.next_client_id.get();
@@ -122,11 +103,9 @@ pub async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
         }
     };
     let mut conn = Conn {
-        wire: None,
+        session: Session::new(id, ctx.cfg.password.is_some()),
         resp: RespParser::new(),
         scan: RespParser::new(),
-        authed: ctx.cfg.password.is_none(),
-        client_id: id,
         ordered: Ordered::default(),
     };
     let mut rbuf = ReadBuf::new(READ_INITIAL);
@@ -146,7 +125,7 @@ pub async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
             drop(tracking);
             // From here glommio's own reads serve the stream.
             drop(reg);
-            return crate::repl_receiver::serve(stream, rbuf, ctx).await;
+            return crate::repl_receiver::serve(stream, rbuf, &ctx).await;
         }
         if after == After::Close || ctx.shutdown.get() {
             return;
@@ -182,7 +161,7 @@ impl Conn {
         ctx: &ConnContext,
     ) -> Result<Option<Parsed<'a>>, Response<'static>> {
         let limits = &ctx.cfg.limits;
-        match self.wire {
+        match self.session.wire {
             None => Ok(None),
             Some(Wire::Native) => {
                 let frame = match decode_frame(buf, limits) {
@@ -191,7 +170,7 @@ impl Conn {
                     Err(e) => return Err(Response::error(e.kind(), e.to_string())),
                 };
                 let h = frame.header;
-                if h.opcode == ringcache_proto::control::REPL_HELLO {
+                if h.opcode == u8::from(ReplFrame::Hello) {
                     return Ok(Some(Parsed {
                         cmd: Ok(Command::Quit),
                         len: 0,
@@ -253,7 +232,7 @@ impl Conn {
     /// follows finds its entries in cache. A lone request's key has nothing to overlap with here;
     /// its hash is returned, to be looked up with other connections' (see `LoneLookups`).
     fn look_ahead(&mut self, buf: &[u8], ctx: &ConnContext) -> Option<u64> {
-        let wire = self.wire?;
+        let wire = self.session.wire?;
         let limits = &ctx.cfg.limits;
         let mut keys: [&[u8]; PREFETCH_MAX] = [&[]; PREFETCH_MAX];
         let (mut n, mut at) = (0, 0);
@@ -306,13 +285,13 @@ impl Conn {
     ) -> After {
         let mut clock = BatchClock::default();
         loop {
-            if self.wire.is_none() {
-                self.wire = Wire::detect(rbuf.data());
-                if self.wire.is_none() {
+            if self.session.wire.is_none() {
+                self.session.wire = Wire::detect(rbuf.data());
+                if self.session.wire.is_none() {
                     return After::Continue;
                 }
             }
-            let wire = self.wire.unwrap_or(Wire::Resp(RespVersion::V2));
+            let wire = self.session.wire.unwrap_or(Wire::Resp(RespVersion::V2));
             let buf = rbuf.data();
             let parsed = match self.parse(buf, ctx) {
                 Ok(Some(p)) => p,
@@ -378,13 +357,7 @@ impl Conn {
             }
         };
         to.op = cmd.opcode();
-        if !self.authed
-            && !matches!(
-                cmd,
-                Command::Auth { .. } | Command::Hello { .. } | Command::Quit
-            )
-        {
-            let resp = Response::error(ErrorKind::NoAuth, "Authentication required.");
+        if let Some(resp) = self.session.refuses(&cmd) {
             self.reply_in_order(out, to, &resp);
             return After::Continue;
         }
@@ -413,7 +386,11 @@ impl Conn {
                     to.encode(&mut self.ordered.side, &execute(&mut core, &cmd, now));
                     let len = self.ordered.side.len() - before;
                     let slot = match replicate(&mut core, &cmd, now) {
-                        Some(gate) => Slot::Gated { gate, len, to },
+                        Some(id) => Slot::Gated {
+                            gate: ctx.core.gate(id),
+                            len,
+                            to,
+                        },
                         None => Slot::Local(len),
                     };
                     self.ordered.slots.push_back(slot);
@@ -441,14 +418,24 @@ impl Conn {
                 }
             }
             Plan::Split => {
-                self.run_split(&cmd, ctx, out, to, clock.now()).await;
+                run_split(&cmd, ctx, out, to, clock.now()).await;
                 clock.waited();
             }
             Plan::Broadcast => {
-                self.run_broadcast(&cmd, ctx, out, to, clock.now()).await;
+                run_broadcast(&cmd, ctx, out, to, clock.now()).await;
                 clock.waited();
             }
-            Plan::Session => return self.run_session(&cmd, ctx, out, to),
+            Plan::Session => {
+                let r = {
+                    let core = ctx.core.borrow();
+                    let password = ctx.cfg.password.as_deref();
+                    self.session.run(&cmd, password, &core.topology)
+                };
+                ReplyTo { wire: r.wire, ..to }.encode(out, &r.resp);
+                if r.close {
+                    return After::Close;
+                }
+            }
         }
         After::Continue
     }

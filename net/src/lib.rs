@@ -1,28 +1,25 @@
-//! Everything that moves bytes in ringcache: the glommio executors (one pinned per core), the
-//! listeners, the connection loop, the cross-core mesh. Decisions are made by the pure crates
-//! (`ringcache-engine`, `ringcache-proto`, `ringcache-cluster`); this crate carries them out.
+//! The node's I/O runtime: one pinned glommio executor per core, its listeners and connection
+//! loop, the cross-core mesh, the replication links and the link to the balancer. It decides
+//! nothing: what a request does, when to redirect, what a write owes its replicas and what a
+//! new map changes are `ringcache-node-core`'s decisions, carried out here.
 
-pub mod balancer;
-pub mod cluster_link;
-pub mod connection;
-pub mod core_state;
-pub mod execute;
+#![warn(missing_docs)]
+
+mod cluster_link;
+mod connection;
+mod context;
+mod core_cell;
 mod fan_out;
-pub mod handover;
 mod idle_conns;
 mod lone_lookups;
-pub mod mesh;
-pub mod node;
-pub mod node_config;
+mod mesh;
+mod node;
+mod node_config;
 mod ordered_replies;
-pub mod read_buf;
 mod readiness;
-pub mod repl_link;
-pub mod repl_receiver;
-pub mod replication;
-pub mod routing;
-mod session;
+mod repl_link;
+mod repl_receiver;
 
-pub use balancer::{run_balancer, BalancerArgs};
-pub use node::{allowed_cpus, run_node, wait_port_free, StopFlag};
-pub use node_config::{NodeArgs, NodeConfig};
+pub use cluster_link::LinkConfig;
+pub use node::run_node;
+pub use node_config::NodeConfig;

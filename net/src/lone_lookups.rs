@@ -3,12 +3,11 @@
 //! every connection woken in the same round reads its request too; the first to resume looks
 //! all the filed keys up at once, their cache misses overlap, and each request then runs on
 //! entries already in cache. Replies also leave in a burst, which the clients' side of the
-//! kernel handles with less work. W1: 180,505-186,802 vs 157,740-162,143 ops/s, 5.3-5.5 vs
-//! 6.1-6.3 µs CPU per request (alternating runs of both builds).
+//! kernel handles with less work (measured in tuning.md, W1).
 
 use std::cell::RefCell;
 
-use crate::core_state::SharedCore;
+use crate::core_cell::SharedCore;
 
 /// One core's filed key hashes (a few dozen at most: one per connection woken in a round).
 #[derive(Default)]

@@ -12,9 +12,9 @@ use futures_channel::oneshot;
 use glommio::channels::channel_mesh::{FullMesh, Senders};
 use glommio::spawn_local;
 
-use crate::core_state::{now_ms, SharedCore};
-use crate::handover::{run_remote, RemoteOp, RemoteReply};
-use crate::replication::wait_gate;
+use ringcache_node_core::{now_ms, run_remote, RemoteOp, RemoteReply};
+
+use crate::core_cell::{wait_gate, SharedCore};
 
 /// A request travelling between cores.
 #[derive(Debug)]
@@ -51,10 +51,9 @@ impl MeshBuilders {
 /// Why a handover failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MeshError {
+    /// The core's channel is closed.
     #[error("core {0} is not reachable (shutting down?)")]
     Unreachable(usize),
-    #[error("core {0} dropped the request")]
-    Dropped(usize),
 }
 
 /// Awaits `f`, polling it again every few milliseconds even when nothing woke it. Joining a
@@ -110,7 +109,7 @@ impl Mesh {
             spawn_local(async move {
                 while let Some(req) = stream.recv().await {
                     let (reply, gate) = run_remote(&mut core.borrow_mut(), req.op, now_ms());
-                    let Some(gate) = gate else {
+                    let Some(gate) = gate.map(|id| core.gate(id)) else {
                         let msg = MeshReply { id: req.id, reply };
                         if mesh.replies.send_to(req.from, msg).await.is_err() {
                             break;
@@ -147,17 +146,6 @@ impl Mesh {
             .detach();
         }
         Ok((mesh, core))
-    }
-
-    /// This core's id.
-    pub fn me(&self) -> usize {
-        self.me
-    }
-
-    /// Hands `op` to core `to` and waits for its answer.
-    pub async fn call(&self, to: u32, op: RemoteOp) -> Result<RemoteReply, MeshError> {
-        let rx = self.send(to, op).await?;
-        rx.await.map_err(|_| MeshError::Dropped(to as usize))
     }
 
     /// Hands `op` to core `to` (waiting only for room in the channel) and returns where its

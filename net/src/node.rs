@@ -2,25 +2,29 @@
 //! the shared main port, the mesh between them, and an expiry ticker; stops them all cleanly on
 //! SIGINT/SIGTERM.
 
-use std::cell::{Cell, RefCell};
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::cell::Cell;
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use glommio::net::TcpListener;
 use glommio::{spawn_local, timer::sleep, LocalExecutorBuilder, Placement};
+use ringcache_node_core::map_change::on_map;
+use ringcache_node_core::{now_ms, CoreState, NodeView};
+use ringcache_runtime::{bind_listener, raise_memlock, wait_port_free, StopFlag};
 use tracing::{debug, info, warn};
 
-use crate::connection::{serve, ConnContext};
-use crate::core_state::{now_ms, CoreProgress, CoreState, SharedCore};
+use crate::connection::serve;
+use crate::context::ConnContext;
+use crate::core_cell::{CoreCell, CoreProgress, SharedCore};
 use crate::idle_conns::{shut_down, IdleConns};
 use crate::lone_lookups::LoneLookups;
 use crate::mesh::{Mesh, MeshBuilders};
 use crate::node_config::NodeConfig;
 use crate::readiness::Readiness;
+use crate::repl_link::spawn_link;
 
 /// Work units each core's expiry ticker may spend per tick.
 const TICK_BUDGET: usize = 4096;
@@ -28,43 +32,6 @@ const TICK_BUDGET: usize = 4096;
 const DRAIN: Duration = Duration::from_secs(2);
 /// Slots per mesh channel.
 const MESH_DEPTH: usize = 1024;
-
-/// The CPUs this process may run on (respects taskset and cgroup cpusets).
-pub fn allowed_cpus() -> Vec<usize> {
-    let mut ids: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
-    ids.sort_unstable();
-    if ids.is_empty() {
-        ids.push(0);
-    }
-    ids
-}
-
-/// Raises the locked-memory limit (io_uring rings and buffers are locked memory): to unlimited
-/// where the process may (root), else to its hard maximum.
-fn raise_memlock() {
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the structs we pass.
-    unsafe {
-        if libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) == 0 {
-            return;
-        }
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
-        }
-    }
-}
 
 /// Fails early, with advice, when a port is taken (glommio binds with SO_REUSEPORT, which
 /// would otherwise silently share the port with another process of the same user).
@@ -82,39 +49,6 @@ fn check_ports(cfg: &NodeConfig) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// How long a taken port is retried before giving up: a process killed a moment ago keeps its
-/// listening sockets until the kernel has torn down its io_uring instances, after it is reaped.
-const PORT_FREE_WAIT: Duration = Duration::from_secs(3);
-
-/// Whether `addr` can be listened on, trying again for [`PORT_FREE_WAIT`] while it is in use.
-pub fn wait_port_free(addr: SocketAddr) -> std::io::Result<()> {
-    let end = Instant::now() + PORT_FREE_WAIT;
-    loop {
-        match StdListener::bind(addr) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < end => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Stops every core when asked, from any thread (set by the signal handler).
-#[derive(Clone, Default)]
-pub struct StopFlag(Arc<AtomicBool>);
-
-impl StopFlag {
-    /// Asks every core to stop.
-    pub fn stop(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-    /// Whether a stop was asked for.
-    pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
 }
 
 /// Runs a node until SIGINT/SIGTERM (or `stop`), returning once every core has stopped.
@@ -221,16 +155,17 @@ async fn core_main(
     meshes: Option<MeshBuilders>,
     stop: StopFlag,
     ready: mpsc::Sender<Result<usize, String>>,
-    maps: Option<futures_channel::mpsc::UnboundedReceiver<Arc<crate::cluster_link::NodeView>>>,
+    maps: Option<futures_channel::mpsc::UnboundedReceiver<Arc<NodeView>>>,
     progress: Vec<Arc<CoreProgress>>,
 ) -> anyhow::Result<()> {
     let make_core = |id: usize| -> SharedCore {
-        let mut core = CoreState::new(id as u32, &cfg, node_id);
-        if let Some(p) = progress.get(id) {
-            core.progress = p.clone();
-        }
-        core.publish_progress();
-        Rc::new(RefCell::new(core))
+        let now = now_ms();
+        // New at every start, so a replica never mistakes this life's sequences for an
+        // earlier one's.
+        let stream = (now << 16) ^ ((id as u64) << 8) ^ node_id;
+        let core = CoreState::new(id as u32, &cfg.core_config(node_id), now, stream);
+        let p = progress.get(id).cloned().unwrap_or_default();
+        CoreCell::new(core, p)
     };
     let (mesh, core) = match meshes {
         Some(b) => {
@@ -267,8 +202,11 @@ async fn core_main(
         spawn_local(async move {
             use futures_lite::StreamExt;
             while let Some(view) = rx.next().await {
-                let previous = core.borrow_mut().cluster.replace(view);
-                crate::repl_link::on_map(&core, previous.as_deref());
+                let added = on_map(&mut core.borrow_mut(), view);
+                core.publish_progress();
+                for link in added {
+                    spawn_link(core.clone(), link);
+                }
             }
         })
     });
@@ -311,21 +249,6 @@ async fn core_main(
         m.close();
     }
     Ok(())
-}
-
-/// A listening socket shared by every core (SO_REUSEPORT) that can be bound again at once after
-/// a restart even while the previous process's connections linger (SO_REUSEADDR).
-pub(crate) fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    use std::os::fd::{FromRawFd, IntoRawFd};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    let fd = socket.into_raw_fd();
-    // SAFETY: `fd` is a bound, listening TCP socket we own; ownership moves to the listener.
-    Ok(unsafe { TcpListener::from_raw_fd(fd) })
 }
 
 async fn accept_loop(listener: TcpListener, ctx: Rc<ConnContext>) {

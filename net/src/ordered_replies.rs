@@ -5,9 +5,11 @@ use std::collections::VecDeque;
 
 use bytes::BytesMut;
 use futures_channel::oneshot;
-use ringcache_proto::{ErrorKind, Response};
+use ringcache_node_core::fan_out::failed;
+use ringcache_node_core::RemoteReply;
+use ringcache_proto::{ErrorKind, ReplyTo, Response};
 
-use crate::handover::{RemoteReply, ReplyTo};
+use crate::core_cell::{wait_gate, Gate};
 
 /// A reply whose place in the output is fixed but whose bytes may not be ready yet.
 pub(crate) enum Slot {
@@ -20,11 +22,7 @@ pub(crate) enum Slot {
     },
     /// A write's encoded reply (this many bytes at the front of `Ordered::side`), sent once its
     /// replica acks arrive (else an error in its place).
-    Gated {
-        gate: crate::replication::Gate,
-        len: usize,
-        to: ReplyTo,
-    },
+    Gated { gate: Gate, len: usize, to: ReplyTo },
 }
 
 /// Keeps replies in request order while handovers are in flight: once one is pending, later
@@ -47,7 +45,7 @@ impl Ordered {
                 Slot::Local(len) => out.extend_from_slice(&self.side.split_to(len)),
                 Slot::Gated { gate, len, to } => {
                     let reply = self.side.split_to(len);
-                    match crate::replication::wait_gate(gate).await {
+                    match wait_gate(gate).await {
                         Ok(()) => out.extend_from_slice(&reply),
                         Err(msg) => to.encode(out, &Response::error(ErrorKind::Busy, msg)),
                     }
@@ -63,16 +61,5 @@ impl Ordered {
             }
         }
         self.side.clear();
-    }
-}
-
-/// The error reply for a handover that failed or answered something unexpected.
-pub(crate) fn failed(r: RemoteReply) -> Response<'static> {
-    match r {
-        RemoteReply::Failed(msg) => Response::error(ErrorKind::Internal, msg),
-        other => Response::error(
-            ErrorKind::Internal,
-            format!("unexpected answer from another core: {other:?}"),
-        ),
     }
 }

@@ -2,8 +2,7 @@
 //! glommio's one-shot io_uring poll re-armed after every read. Each socket is registered once;
 //! the sender's side of the kernel marks it ready; the core collects every ready socket with one
 //! `epoll_wait` per round and wakes their tasks: the per-read poll arming and its completion
-//! work go away (W1, pipeline 1: 165,175 vs 151,872 ops/s, 6.03 vs 6.56 µs CPU per request in
-//! the same `bench/compare` run).
+//! work go away (measured in tuning.md, W1).
 
 use std::cell::RefCell;
 use std::future::poll_fn;

@@ -1,41 +1,55 @@
 //! Control-plane frames: native frames whose opcode lies in `0x40..=0x4f`, outside the command
 //! opcodes, with an opaque body (a bincode blob of cluster types that this crate does not know).
-//! Servers check [`is_control`] on a decoded header before `decode_request`.
+//! Cluster frames go between nodes, operators and the balancer; replication frames between a
+//! primary core and a replica core. Servers check [`is_control`] on a decoded header before
+//! `decode_request`.
 
 use bytes::{BufMut, BytesMut};
 
 use crate::frame::{Epoch, Header, FLAG_RESPONSE, HEADER_LEN, VERSION};
+use crate::opcode::byte_enum;
 
-/// A node asks to join (body: a join request).
-pub const CLUSTER_JOIN: u8 = 0x40;
-/// A member's heartbeat (body: member id, applied position, known epoch).
-pub const CLUSTER_HEARTBEAT: u8 = 0x41;
-/// Ask for the cluster map (empty body); answered with the serialised map.
-pub const CLUSTER_MAP: u8 = 0x42;
-/// A member leaves on purpose (body: its member id).
-pub const CLUSTER_LEAVE: u8 = 0x43;
-/// Subscribe to map changes (empty body): the connection then receives a reply frame with the
-/// current map, and another after every change; nothing more is read from it.
-pub const CLUSTER_SUBSCRIBE: u8 = 0x44;
-/// Leave the cluster handing this primary's ranges on first (body: the member id); sent by
-/// `ringcache cli cluster remove` to the balancer.
-pub const CLUSTER_REMOVE: u8 = 0x45;
-/// A reply to any control request (body: the control reply).
-pub const CLUSTER_REPLY: u8 = 0xc0;
+byte_enum! {
+    /// A cluster control frame's opcode (node or operator to balancer, and its reply).
+    ClusterOp {
+        /// A node asks to join (body: a join request).
+        Join = 0x40,
+        /// A member's heartbeat (body: member id, applied position, known epoch).
+        Heartbeat = 0x41,
+        /// Ask for the cluster map (empty body); answered with the serialised map.
+        Map = 0x42,
+        /// A member leaves on purpose (body: its member id).
+        Leave = 0x43,
+        /// Subscribe to map changes (empty body): the connection then receives a reply frame
+        /// with the current map, and another after every change; nothing more is read from it.
+        Subscribe = 0x44,
+        /// Leave the cluster handing this primary's ranges on first (body: the member id);
+        /// sent by `ringcache cli cluster remove` to the balancer.
+        Remove = 0x45,
+        /// A reply to any cluster request (body: the control reply).
+        Reply = 0xc0,
+    }
+}
 
-/// Opens a replication stream, primary core to replica core (body: the stream hello); the
-/// replica answers a response frame with the same opcode (body: its position on the stream).
-pub const REPL_HELLO: u8 = 0x48;
-/// One replicated operation (request id: its stream sequence, 0 for copied entries; body: the
-/// operation).
-pub const REPL_OP: u8 = 0x49;
-/// A full copy begins: the replica clears what the stream covers (request id: the sequence the
-/// copy starts from).
-pub const REPL_RESET: u8 = 0x4a;
-/// The replica now holds the stream whole up to the request id (catch-up finished).
-pub const REPL_SYNCED: u8 = 0x4b;
-/// Replica to primary, response flag set: everything up to the request id is applied.
-pub const REPL_ACK: u8 = 0x4c;
+byte_enum! {
+    /// A replication frame's opcode (primary core to replica core, and the replica's answers).
+    ReplFrame {
+        /// Opens a stream (body: the stream hello); the replica answers a response frame with
+        /// the same opcode (body: its position on the stream).
+        Hello = 0x48,
+        /// One replicated operation (request id: its stream sequence, 0 for copied entries;
+        /// body: the operation).
+        Op = 0x49,
+        /// A full copy begins: the replica clears what the stream covers (request id: the
+        /// sequence the copy starts from).
+        Reset = 0x4a,
+        /// The replica now holds the stream whole up to the request id (catch-up finished);
+        /// on a range move, the receiver answers it back once the copy is applied.
+        Synced = 0x4b,
+        /// Replica to primary, response flag set: everything up to the request id is applied.
+        Ack = 0x4c,
+    }
+}
 
 /// Whether a request opcode is a control opcode.
 pub fn is_control(opcode: u8) -> bool {
@@ -45,7 +59,7 @@ pub fn is_control(opcode: u8) -> bool {
 /// Appends a control frame with `body` to `out` (`response` sets `FLAG_RESPONSE`).
 pub fn encode_control(
     out: &mut BytesMut,
-    opcode: u8,
+    opcode: impl Into<u8>,
     response: bool,
     request_id: u64,
     epoch: Epoch,
@@ -53,7 +67,7 @@ pub fn encode_control(
 ) {
     let header = Header {
         version: VERSION,
-        opcode,
+        opcode: opcode.into(),
         flags: if response { FLAG_RESPONSE } else { 0 },
         request_id,
         epoch,
@@ -72,12 +86,17 @@ mod tests {
     #[test]
     fn control_frames_round_trip() {
         let mut b = BytesMut::new();
-        encode_control(&mut b, CLUSTER_JOIN, false, 9, 3, b"abc");
+        encode_control(&mut b, ClusterOp::Join, false, 9, 3, b"abc");
         let f = decode_frame(&b, &Limits::default()).unwrap().unwrap();
         assert!(is_control(f.header.opcode));
+        assert_eq!(ClusterOp::from_u8(f.header.opcode), Some(ClusterOp::Join));
         assert_eq!(f.header.request_id, 9);
         assert_eq!(f.header.epoch, 3);
         assert_eq!(f.body(&b), b"abc");
         assert!(!is_control(0x01));
+        for &op in ReplFrame::ALL {
+            assert!(is_control(u8::from(op)));
+            assert_eq!(ClusterOp::from_u8(u8::from(op)), None);
+        }
     }
 }

@@ -149,6 +149,18 @@ impl Frame {
     pub fn body<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         buf.get(self.body.clone()).unwrap_or_default()
     }
+
+    /// Gives the frame at the start of `buf` (this frame's bytes) another request id, by
+    /// writing its re-encoded header (a relay answering under its client's id).
+    pub fn set_request_id(&self, buf: &mut [u8], request_id: u64) {
+        let header = Header {
+            request_id,
+            ..self.header
+        };
+        if let Some(dst) = buf.get_mut(..HEADER_LEN) {
+            dst.copy_from_slice(&header.to_bytes());
+        }
+    }
 }
 
 /// Finds one frame at the start of `buf`: `Ok(None)` means more bytes are needed.

@@ -96,8 +96,10 @@ pub mod resp;
 pub mod resp_command;
 pub mod resp_encode;
 pub mod response;
+pub mod wire;
 
 pub use command::{Command, Credentials, Expiry, SetCond};
+pub use control::{ClusterOp, ReplFrame};
 pub use error::{CommandError, EncodeError, FrameError, ProtoError, RespError, TooLarge};
 pub use frame::{decode_frame, Epoch, Frame, Header, FLAG_RESPONSE, HEADER_LEN, MAGIC, VERSION};
 pub use limits::Limits;
@@ -109,3 +111,4 @@ pub use resp::{RespArgs, RespParser};
 pub use resp_command::{parse_command, ArgList};
 pub use resp_encode::{write_command, write_response, RespVersion};
 pub use response::{CoreInfo, ErrorKind, Response, Topology, ValueRef};
+pub use wire::{ReplyTo, Wire};

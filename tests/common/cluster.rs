@@ -119,9 +119,7 @@ pub fn wait_for_map_where(
     assert!(
         done,
         "the map never got as expected; last:\n{}balancer log:\n{}",
-        c.cluster_map()
-            .map(ringcache_net::balancer::map_text)
-            .unwrap_or_default(),
+        c.cluster_map().map(|m| m.to_string()).unwrap_or_default(),
         b.log_text()
     );
     c

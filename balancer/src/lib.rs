@@ -9,11 +9,15 @@
 //!   core port over persistent pipelined connections (one per node core port); multi-key
 //!   requests are split per owner and merged; FLUSH and INVALIDATE go to every primary.
 //!
-//! One executor (single balancer core) owns all state: no locks anywhere.
+//! Each balancer core has its own copy of the map and its own node connections, so the routing
+//! path takes no lock; the membership state machine is shared by the cores behind one mutex,
+//! taken only by control frames and the ticker.
 //!
-//! This file holds the flags and the startup of the cores; `control` (membership, map pushes),
-//! `routing` (client requests to node cores), `backend` (node connections) and `serve` (client
-//! connections) hold the rest.
+//! This file holds the settings and the startup of the cores; `control` (membership, map
+//! pushes), `routing` (client requests to node cores), `backend` (node connections) and `serve`
+//! (client connections) hold the rest.
+
+#![warn(missing_docs)]
 
 mod backend;
 mod control;
@@ -22,52 +26,40 @@ mod serve;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::Args;
 use futures_channel::mpsc;
 use futures_lite::StreamExt;
 use glommio::{spawn_local, timer::sleep, LocalExecutorBuilder, Placement};
-use ringcache_cluster::{ClusterMap, Event, Membership, MembershipConfig, DEFAULT_VNODES};
+use ringcache_cluster::{ClusterMap, Event, Membership, MembershipConfig};
 use ringcache_proto::Limits;
+use ringcache_runtime::{allowed_cpus, bind_listener, wait_port_free, StopFlag};
 use tracing::{info, warn};
 
-use crate::node::StopFlag;
 use backend::Backend;
-pub use control::map_text;
 use control::{lock, Control, SharedControl};
 use serve::serve;
 
-/// Flags of `ringcache balancer`.
-#[derive(Args, Debug, Clone)]
-pub struct BalancerArgs {
+/// The balancer's settings (the binary builds them from its flags).
+#[derive(Debug, Clone)]
+pub struct BalancerConfig {
     /// Address to listen on.
-    #[arg(long, env = "RINGCACHE_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind: IpAddr,
     /// Port for nodes (control frames) and clients (RESP and native).
-    #[arg(long, short = 'p', env = "RINGCACHE_PORT", default_value_t = 7379)]
     pub port: u16,
-    /// Expected time between a node's heartbeats, in ms (nodes are told nothing: use the same
-    /// value for their --heartbeat-ms).
-    #[arg(long, env = "RINGCACHE_HEARTBEAT_MS", default_value_t = 100)]
+    /// Expected time between a node's heartbeats, in ms.
     pub heartbeat_ms: u64,
-    /// Heartbeats a node may miss before it is declared dead and removed from the map.
-    #[arg(long, env = "RINGCACHE_MISSED_HEARTBEATS", default_value_t = 5)]
+    /// Heartbeats a node may miss before it is declared dead.
     pub missed_heartbeats: u64,
-    /// Secret nodes must present to join (and operators to remove one); set the same on every
-    /// node (`ringcache node --cluster-secret`). Without it any node that reaches the port joins.
-    #[arg(long, env = "RINGCACHE_CLUSTER_SECRET", hide_env_values = true)]
+    /// Secret nodes must present to join (and operators to remove one).
     pub cluster_secret: Option<String>,
     /// Virtual nodes per shard group on the ring.
-    #[arg(long, env = "RINGCACHE_VNODES", default_value_t = DEFAULT_VNODES)]
     pub vnodes: u32,
-    /// Number of cores (executors) routing requests (default: every CPU this process may run
-    /// on); each keeps its own connections to every node core.
-    #[arg(long, env = "RINGCACHE_CORES")]
+    /// Cores routing requests (default: every CPU this process may run on).
     pub cores: Option<usize>,
 }
 
@@ -87,9 +79,9 @@ type Shared = Rc<RefCell<State>>;
 
 /// Runs the balancer until `stop`: one pinned executor per core, each accepting on --port
 /// (SO_REUSEPORT) with its own node connections.
-pub fn run_balancer(args: BalancerArgs, stop: StopFlag) -> anyhow::Result<()> {
+pub fn run_balancer(args: BalancerConfig, stop: StopFlag) -> anyhow::Result<()> {
     let addr = SocketAddr::new(args.bind, args.port);
-    match crate::node::wait_port_free(addr) {
+    match wait_port_free(addr) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
             "port {} on {} is already in use: stop whatever listens there or choose another --port",
@@ -98,7 +90,7 @@ pub fn run_balancer(args: BalancerArgs, stop: StopFlag) -> anyhow::Result<()> {
         ),
         Err(e) => anyhow::bail!("cannot listen on {addr}: {e}"),
     }
-    let allowed = crate::node::allowed_cpus();
+    let allowed = allowed_cpus();
     let n = args.cores.unwrap_or(allowed.len());
     if n == 0 || n > allowed.len() {
         anyhow::bail!(
@@ -164,14 +156,13 @@ pub fn run_balancer(args: BalancerArgs, stop: StopFlag) -> anyhow::Result<()> {
 
 async fn balancer_core(
     index: usize,
-    args: BalancerArgs,
+    args: BalancerConfig,
     stop: StopFlag,
     control: SharedControl,
     mut maps: mpsc::UnboundedReceiver<Arc<ClusterMap>>,
 ) -> anyhow::Result<()> {
     let addr = SocketAddr::new(args.bind, args.port);
-    let listener =
-        crate::node::bind_listener(addr).with_context(|| format!("listening on {addr}"))?;
+    let listener = bind_listener(addr).with_context(|| format!("listening on {addr}"))?;
     let map = lock(&control).map.clone();
     let state: Shared = Rc::new(RefCell::new(State {
         map,

@@ -1,14 +1,16 @@
 //! Runs a keyed command against this core's shard and says what to answer. The answer borrows
 //! values straight from the store, so a GET's value is copied only into the reply buffer.
+//! Replicating the change is the caller's next step (`replication::replicate`).
 
 use ringcache_engine::{
-    EngineError, Expiry as EngineExpiry, SetCondition, SetOptions, SetOutcome, Stats, Ttl,
+    EngineError, Expiry as EngineExpiry, SetCondition, SetOptions, SetOutcome, Ttl,
 };
 use ringcache_proto::{Command, ErrorKind, Expiry, Response, SetCond, ValueRef};
 
 use crate::core_state::CoreState;
 
-fn engine_error(e: EngineError) -> Response<'static> {
+/// The error reply for an engine error.
+pub(crate) fn engine_error(e: EngineError) -> Response<'static> {
     let kind = match e {
         EngineError::NotAnInteger | EngineError::Overflow => ErrorKind::NotInteger,
         _ => ErrorKind::TooLarge,
@@ -143,18 +145,4 @@ pub fn execute<'s>(core: &'s mut CoreState, cmd: &Command<'_>, now: u64) -> Resp
             format!("{:?} is not a keyed command", other.opcode()),
         ),
     }
-}
-
-/// STATS fields of one core, prefixed `core{id}.`, plus the connection counters.
-pub fn stats_fields(id: u32, s: &Stats, conns: (usize, u64, u64, u64)) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = s
-        .fields()
-        .iter()
-        .map(|(n, v)| (format!("core{id}.{n}"), *v))
-        .collect();
-    out.push((format!("core{id}.connections"), conns.0 as u64));
-    out.push((format!("core{id}.connections_total"), conns.1));
-    out.push((format!("core{id}.connections_rejected"), conns.2));
-    out.push((format!("core{id}.commands"), conns.3));
-    out
 }

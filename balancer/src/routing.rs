@@ -6,30 +6,32 @@ use std::net::{IpAddr, SocketAddr};
 
 use bytes::BytesMut;
 use futures_channel::oneshot;
+use ringcache_cluster::multi_key::{split, Merge};
 use ringcache_cluster::ClusterMap;
 use ringcache_proto::{
-    decode_frame, decode_response, encode_request, Command, ErrorKind, Limits, Opcode, Response,
-    ValueRef,
+    decode_frame, decode_response, encode_request, Command, Epoch, ErrorKind, Limits, Opcode,
+    ReplyTo, Response, Wire,
 };
 
 use super::backend::BackendReply;
 use super::{Shared, State};
-use crate::handover::{encode_reply, Wire};
-use crate::routing::multi_keys;
 
-/// How the parts of a routed request make its reply.
-pub(super) enum Merge {
-    /// One part, relayed.
-    One,
-    /// Every part must answer OK.
-    AllOk,
-    /// Integer answers added up.
-    Sum,
-    /// MGET: part i answers the keys at `positions[i]`.
-    MGet {
-        positions: Vec<Vec<usize>>,
-        len: usize,
-    },
+/// Appends `resp` as the reply to request `rid` (command `op`) in protocol `wire`.
+fn encode_reply(
+    out: &mut BytesMut,
+    wire: Wire,
+    op: Opcode,
+    rid: u64,
+    epoch: Epoch,
+    resp: &Response<'_>,
+) {
+    ReplyTo {
+        wire,
+        op,
+        request_id: rid,
+        epoch,
+    }
+    .encode(out, resp);
 }
 
 /// A reply whose place is fixed but whose bytes may not be there yet.
@@ -102,42 +104,17 @@ pub(super) fn route_command(state: &Shared, cmd: &Command<'_>, wire: Wire, rid: 
             Err(msg) => local(&Response::error(ErrorKind::Busy, msg)),
         };
     }
-    if let Some(keys) = multi_keys(cmd) {
-        // Group key positions by owner, in order of first appearance.
-        let mut groups: Vec<(SocketAddr, Vec<usize>)> = Vec::new();
-        for (i, k) in keys.iter().enumerate() {
-            let addr = match target(&map, k) {
-                Ok(a) => a,
-                Err(msg) => return local(&Response::error(ErrorKind::Busy, msg)),
-            };
-            match groups.iter_mut().find(|(a, _)| *a == addr) {
-                Some((_, v)) => v.push(i),
-                None => groups.push((addr, vec![i])),
-            }
+    match split(cmd, |k| target(&map, k)) {
+        Ok(Some(s)) => {
+            let parts = s
+                .parts
+                .iter()
+                .map(|(addr, part)| send(&mut st, *addr, part, epoch))
+                .collect();
+            return wait(parts, s.merge);
         }
-        let pick = |pos: &[usize]| -> Vec<&[u8]> { pos.iter().map(|&i| keys[i]).collect() };
-        let mut parts = Vec::with_capacity(groups.len());
-        for (addr, pos) in &groups {
-            let part = match cmd {
-                Command::MGet { .. } => Command::MGet { keys: pick(pos) },
-                Command::MSet { pairs } => Command::MSet {
-                    pairs: pos.iter().map(|&i| pairs[i]).collect(),
-                },
-                Command::Del { .. } => Command::Del { keys: pick(pos) },
-                Command::Exists { .. } => Command::Exists { keys: pick(pos) },
-                _ => Command::Touch { keys: pick(pos) },
-            };
-            parts.push(send(&mut st, *addr, &part, epoch));
-        }
-        let merge = match cmd {
-            Command::MGet { .. } => Merge::MGet {
-                positions: groups.into_iter().map(|(_, p)| p).collect(),
-                len: keys.len(),
-            },
-            Command::MSet { .. } => Merge::AllOk,
-            _ => Merge::Sum,
-        };
-        return wait(parts, merge);
+        Ok(None) => {}
+        Err(msg) => return local(&Response::error(ErrorKind::Busy, msg)),
     }
     match cmd {
         Command::Flush | Command::InvalidatePrefix { .. } | Command::InvalidateTag { .. } => {
@@ -223,11 +200,11 @@ pub(super) async fn finish(p: Pending, out: &mut BytesMut, limits: &Limits) {
         }
     }
     if let (Merge::One, Wire::Native, [f]) = (&merge, wire, frames.as_mut_slice()) {
-        if let Some(id) = f.get_mut(8..16) {
-            id.copy_from_slice(&rid.to_le_bytes());
+        if let Ok(Some(frame)) = decode_frame(f, limits) {
+            frame.set_request_id(f, rid);
+            out.extend_from_slice(f);
+            return;
         }
-        out.extend_from_slice(f);
-        return;
     }
     let mut resps = Vec::with_capacity(frames.len());
     let mut epoch = 0;
@@ -262,18 +239,15 @@ pub(super) async fn finish(p: Pending, out: &mut BytesMut, limits: &Limits) {
                 })
                 .sum(),
         ),
-        Merge::MGet { positions, len } => {
-            let mut values: Vec<Option<ValueRef<'_>>> = vec![None; len];
-            for (r, pos) in resps.iter().zip(&positions) {
-                if let Response::Values(vs) = r {
-                    for (v, &i) in vs.iter().zip(pos) {
-                        if let Some(slot) = values.get_mut(i) {
-                            *slot = *v;
-                        }
-                    }
-                }
+        Merge::MGet { .. } => {
+            let parts = resps.iter().map(|r| match r {
+                Response::Values(vs) => vs.clone(),
+                _ => Vec::new(),
+            });
+            match merge.place(parts) {
+                Ok(values) => Response::Values(values),
+                Err(e) => Response::error(ErrorKind::Internal, e.to_string()),
             }
-            Response::Values(values)
         }
     };
     encode_reply(out, wire, op, rid, epoch, &resp);

@@ -1,56 +1,38 @@
 //! Work one core hands to another over the mesh, and what comes back. A whole single-key
 //! request travels as its raw bytes and returns as reply bytes already encoded for the client's
 //! protocol; parts of split multi-key commands and broadcasts travel as typed operations.
+//! Everything here is owned (`Send`), so the runtime can carry it between threads.
 
 use bytes::BytesMut;
 use ringcache_engine::{SetOptions, Stats};
 use ringcache_proto::resp::RespParser;
 use ringcache_proto::resp_command::parse_command;
-use ringcache_proto::resp_encode::{write_response, RespVersion};
-use ringcache_proto::{
-    decode_frame, decode_request, encode_response, Command, ErrorKind, Response, MAGIC,
-};
+use ringcache_proto::{decode_frame, decode_request, Command, ReplyTo, Response, Wire};
 
 use crate::core_state::CoreState;
 use crate::execute::execute;
-use crate::replication::{replicate, Gate};
-
-/// The protocol a connection speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wire {
-    /// Native binary frames.
-    Native,
-    /// RESP2 or RESP3.
-    Resp(RespVersion),
-}
-
-impl Wire {
-    /// The protocol a connection's first bytes show: native frames start with the two magic
-    /// bytes, anything else is RESP (which a later HELLO may raise to RESP3). `None` until
-    /// enough bytes have arrived to tell.
-    pub fn detect(buf: &[u8]) -> Option<Wire> {
-        match buf {
-            [] => None,
-            [b] if *b == MAGIC[0] => None,
-            [a, b, ..] if *a == MAGIC[0] && *b == MAGIC[1] => Some(Wire::Native),
-            _ => Some(Wire::Resp(RespVersion::V2)),
-        }
-    }
-}
+use crate::replication::{replicate, GateId};
+use crate::stats::core_stats;
 
 /// A value copied out of another core's store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedValue {
+    /// The value's bytes.
     pub value: Vec<u8>,
+    /// Its version stamp.
     pub version: u64,
+    /// Milliseconds it has left, if it expires.
     pub ttl_ms: Option<u64>,
 }
 
 /// Which count a multi-key part returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CountKind {
+    /// DEL: keys removed.
     Del,
+    /// EXISTS: keys present.
     Exists,
+    /// TOUCH: keys touched.
     Touch,
 }
 
@@ -80,83 +62,20 @@ pub enum RemoteOp {
 /// The answer to a [`RemoteOp`].
 #[derive(Debug)]
 pub enum RemoteReply {
+    /// A whole request's reply, encoded for the client's protocol.
     Encoded(Vec<u8>),
+    /// MGET part: the values, in the part's key order.
     Values(Vec<Option<OwnedValue>>),
+    /// DEL/EXISTS/TOUCH part: the count.
     Count(i64),
+    /// MSET part or broadcast change: done.
     Done,
+    /// STATS: the core's fields and raw counters.
     Stats(Vec<(String, u64)>, Stats),
+    /// DIGEST: the core's live entry count and digest.
     Digest(u64, u64),
+    /// The part failed, with the reason.
     Failed(String),
-}
-
-/// Where a reply goes: the connection's protocol and the request it answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplyTo {
-    /// The connection's protocol.
-    pub wire: Wire,
-    /// The request's command (RESP renders some replies per command, e.g. GETV).
-    pub op: ringcache_proto::Opcode,
-    /// The native request id echoed in the reply frame.
-    pub request_id: u64,
-    /// The map epoch echoed in the reply frame.
-    pub epoch: ringcache_proto::Epoch,
-}
-
-impl ReplyTo {
-    /// Appends `resp` to `out` as the reply to this request.
-    pub fn encode(self, out: &mut BytesMut, resp: &Response<'_>) {
-        encode_reply(out, self.wire, self.op, self.request_id, self.epoch, resp);
-    }
-}
-
-/// Encodes `resp` as the reply to the request described, in the connection's protocol.
-pub fn encode_reply(
-    out: &mut BytesMut,
-    wire: Wire,
-    op: ringcache_proto::Opcode,
-    request_id: u64,
-    epoch: ringcache_proto::Epoch,
-    resp: &Response<'_>,
-) {
-    match wire {
-        Wire::Resp(v) => write_response(out, v, op, resp),
-        Wire::Native => {
-            if let Err(e) = encode_response(out, request_id, epoch, resp) {
-                let fallback = Response::error(ErrorKind::Internal, e.to_string());
-                // An error frame is small and always encodable.
-                let _ = encode_response(out, request_id, epoch, &fallback);
-            }
-        }
-    }
-}
-
-/// This core's STATS fields and raw counters.
-fn core_stats(core: &CoreState) -> (Vec<(String, u64)>, Stats) {
-    let s = core.shard.stats();
-    let mut fields = crate::execute::stats_fields(
-        core.id,
-        &s,
-        (
-            core.open_connections,
-            core.total_connections,
-            core.rejected_connections,
-            core.commands,
-        ),
-    );
-    let id = core.id;
-    let c = core.repl.counters;
-    for (name, v) in [
-        ("repl_full_copies", c.full_copies),
-        ("repl_backlog_catchups", c.backlog_catchups),
-        ("repl_ack_failures", c.ack_failures),
-        ("repl_applied", core.streams.applied_total),
-        ("repl_caught_up", u64::from(core.serves_reads())),
-        ("repl_links", core.repl.streaming_links() as u64),
-        ("repl_pending_acks", core.repl.pending_acks() as u64),
-    ] {
-        fields.push((format!("core{id}.{name}"), v));
-    }
-    (fields, s)
 }
 
 /// Runs `cmd` here and, when it changed data on a primary with replicas, replicates it:
@@ -167,7 +86,7 @@ fn execute_replicated(
     now: u64,
     encode: impl FnOnce(&mut BytesMut, &Response<'_>),
     out: &mut BytesMut,
-) -> Option<Gate> {
+) -> Option<GateId> {
     let resp = execute(core, cmd, now);
     encode(out, &resp);
     drop(resp);
@@ -180,13 +99,13 @@ fn execute_replicated(
 
 /// Carries out `op` on this core; a change that replicas must acknowledge first comes with
 /// the gate to wait on before answering.
-pub fn run_remote(core: &mut CoreState, op: RemoteOp, now: u64) -> (RemoteReply, Option<Gate>) {
+pub fn run_remote(core: &mut CoreState, op: RemoteOp, now: u64) -> (RemoteReply, Option<GateId>) {
     let mut gate = None;
     let reply = run_op(core, op, now, &mut gate);
     (reply, gate)
 }
 
-fn run_op(core: &mut CoreState, op: RemoteOp, now: u64, gate: &mut Option<Gate>) -> RemoteReply {
+fn run_op(core: &mut CoreState, op: RemoteOp, now: u64, gate: &mut Option<GateId>) -> RemoteReply {
     match op {
         RemoteOp::Request { wire, raw } => {
             let mut out = BytesMut::with_capacity(64);
@@ -203,7 +122,15 @@ fn run_op(core: &mut CoreState, op: RemoteOp, now: u64, gate: &mut Option<Gate>)
                                     core,
                                     &cmd,
                                     now,
-                                    |o, r| encode_reply(o, wire, op, rid, epoch, r),
+                                    |o, r| {
+                                        ReplyTo {
+                                            wire,
+                                            op,
+                                            request_id: rid,
+                                            epoch,
+                                        }
+                                        .encode(o, r)
+                                    },
                                     &mut out,
                                 );
                             }
@@ -224,7 +151,15 @@ fn run_op(core: &mut CoreState, op: RemoteOp, now: u64, gate: &mut Option<Gate>)
                                         core,
                                         &cmd,
                                         now,
-                                        |o, r| encode_reply(o, wire, op, 0, 0, r),
+                                        |o, r| {
+                                            ReplyTo {
+                                                wire,
+                                                op,
+                                                request_id: 0,
+                                                epoch: 0,
+                                            }
+                                            .encode(o, r)
+                                        },
                                         &mut out,
                                     );
                                 }

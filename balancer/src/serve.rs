@@ -6,16 +6,17 @@ use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use ringcache_cluster::encode_body;
-use ringcache_proto::control::{self, encode_control};
+use ringcache_proto::control::{encode_control, is_control};
 use ringcache_proto::resp::RespParser;
 use ringcache_proto::resp_command::parse_command;
 use ringcache_proto::resp_encode::RespVersion;
-use ringcache_proto::{decode_frame, decode_request, Command, ErrorKind, Limits, Opcode, Response};
+use ringcache_proto::{
+    decode_frame, decode_request, ClusterOp, Command, ErrorKind, Limits, Opcode, Response, Wire,
+};
 
-use super::control::{control_request, map_text, push_maps};
+use super::control::{control_request, push_maps};
 use super::routing::{finish, ready, route_command, Pending};
 use super::Shared;
-use crate::handover::Wire;
 
 pub(super) async fn serve(mut stream: TcpStream, state: Shared) {
     let _ = stream.set_nodelay(true);
@@ -102,16 +103,22 @@ fn native_step(buf: &[u8], state: &Shared, limits: &Limits) -> Step {
     };
     let h = frame.header;
     let body = frame.body(buf);
-    if h.opcode == control::CLUSTER_SUBSCRIBE {
+    let control = ClusterOp::from_u8(h.opcode);
+    if control == Some(ClusterOp::Subscribe) {
         return Step::Subscribe(h.request_id);
     }
-    if control::is_control(h.opcode) {
-        let reply = control_request(state, h.opcode, body);
+    if is_control(h.opcode) {
+        let reply = match control {
+            Some(op) => control_request(state, op, body),
+            None => ringcache_cluster::ControlReply::Reject {
+                reason: format!("unknown control opcode {:#x}", h.opcode),
+            },
+        };
         let epoch = state.borrow().map.epoch as u32;
         let mut b = BytesMut::new();
         encode_control(
             &mut b,
-            control::CLUSTER_REPLY,
+            ClusterOp::Reply,
             true,
             h.request_id,
             epoch,
@@ -166,7 +173,7 @@ fn resp_step(
         match sub.as_slice() {
             b"map" => ringcache_proto::resp_encode::write_bulk(&mut b, &encode_body(&*map)),
             b"info" | b"nodes" => {
-                ringcache_proto::resp_encode::write_bulk(&mut b, map_text(&map).as_bytes())
+                ringcache_proto::resp_encode::write_bulk(&mut b, map.to_string().as_bytes())
             }
             _ => ringcache_proto::resp_encode::write_error(
                 &mut b,

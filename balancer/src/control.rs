@@ -13,7 +13,8 @@ use ringcache_cluster::{
     decode_body, encode_body, secret_matches, Action, ClusterMap, ControlReply, Event, Heartbeat,
     JoinRequest, Membership, RemoveRequest,
 };
-use ringcache_proto::control::{self, encode_control};
+use ringcache_proto::control::encode_control;
+use ringcache_proto::ClusterOp;
 use tracing::{debug, info, warn};
 
 use super::Shared;
@@ -76,7 +77,7 @@ pub(super) fn lock(c: &SharedControl) -> MutexGuard<'_, Control> {
     c.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub(super) fn control_request(state: &Shared, opcode: u8, body: &[u8]) -> ControlReply {
+pub(super) fn control_request(state: &Shared, opcode: ClusterOp, body: &[u8]) -> ControlReply {
     let control = state.borrow().control.clone();
     let mut st = lock(&control);
     let reply = control_locked(&mut st, opcode, body);
@@ -90,9 +91,9 @@ pub(super) fn control_request(state: &Shared, opcode: u8, body: &[u8]) -> Contro
     reply
 }
 
-fn control_locked(st: &mut Control, opcode: u8, body: &[u8]) -> ControlReply {
+fn control_locked(st: &mut Control, opcode: ClusterOp, body: &[u8]) -> ControlReply {
     match opcode {
-        control::CLUSTER_JOIN => {
+        ClusterOp::Join => {
             let req: JoinRequest = match decode_body(body) {
                 Ok(r) => r,
                 Err(reason) => return ControlReply::Reject { reason },
@@ -121,7 +122,7 @@ fn control_locked(st: &mut Control, opcode: u8, body: &[u8]) -> ControlReply {
                 reason: "join not answered".into(),
             }
         }
-        control::CLUSTER_HEARTBEAT => {
+        ClusterOp::Heartbeat => {
             let hb: Heartbeat = match decode_body(body) {
                 Ok(h) => h,
                 Err(reason) => return ControlReply::Reject { reason },
@@ -145,8 +146,8 @@ fn control_locked(st: &mut Control, opcode: u8, body: &[u8]) -> ControlReply {
                 ControlReply::Map(None)
             }
         }
-        control::CLUSTER_MAP => ControlReply::Map(Some((*st.map).clone())),
-        control::CLUSTER_REMOVE => match decode_body::<RemoveRequest>(body) {
+        ClusterOp::Map => ControlReply::Map(Some((*st.map).clone())),
+        ClusterOp::Remove => match decode_body::<RemoveRequest>(body) {
             Ok(req) if !secret_matches(st.secret.as_deref(), req.secret.as_deref()) => {
                 ControlReply::Reject {
                     reason: "wrong or missing cluster secret (--cluster-secret)".into(),
@@ -165,7 +166,7 @@ fn control_locked(st: &mut Control, opcode: u8, body: &[u8]) -> ControlReply {
             }
             Err(reason) => ControlReply::Reject { reason },
         },
-        control::CLUSTER_LEAVE => match decode_body::<u64>(body) {
+        ClusterOp::Leave => match decode_body::<u64>(body) {
             Ok(member) => {
                 info!(member, "member leaves");
                 st.handle(Event::Leave { member });
@@ -173,8 +174,8 @@ fn control_locked(st: &mut Control, opcode: u8, body: &[u8]) -> ControlReply {
             }
             Err(reason) => ControlReply::Reject { reason },
         },
-        other => ControlReply::Reject {
-            reason: format!("unknown control opcode {other:#x}"),
+        ClusterOp::Subscribe | ClusterOp::Reply => ControlReply::Reject {
+            reason: format!("{opcode:?} is not a request the balancer answers here"),
         },
     }
 }
@@ -194,7 +195,7 @@ pub(super) async fn push_maps(mut stream: TcpStream, state: &Shared, request_id:
         let body = encode_body(&ControlReply::Map(Some((*map).clone())));
         encode_control(
             &mut out,
-            control::CLUSTER_REPLY,
+            ClusterOp::Reply,
             true,
             request_id,
             map.epoch as u32,
@@ -204,53 +205,4 @@ pub(super) async fn push_maps(mut stream: TcpStream, state: &Shared, request_id:
             return;
         }
     }
-}
-
-/// The map as text: epoch, groups with their primary and replicas and key share, members.
-pub fn map_text(map: &ClusterMap) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let shares = map.ring.shares();
-    let _ = writeln!(
-        s,
-        "epoch: {}\ngroups: {}\nmembers: {}",
-        map.epoch,
-        map.groups.len(),
-        map.members.len()
-    );
-    for g in &map.groups {
-        let share = shares
-            .iter()
-            .find(|(id, _)| *id == g.id)
-            .map_or(0.0, |(_, f)| *f);
-        let _ = writeln!(
-            s,
-            "group {}: primary {} replicas {:?} key share {:.1}%",
-            g.id,
-            g.primary.map_or("none".to_string(), |p| p.to_string()),
-            g.replicas,
-            share * 100.0
-        );
-    }
-    if let Some(mv) = &map.moving {
-        let _ = writeln!(
-            s,
-            "range move {} under way: joining {:?} leaving {:?}",
-            mv.id, mv.joining, mv.leaving
-        );
-    }
-    for m in &map.members {
-        let _ = writeln!(
-            s,
-            "member {}: {}:{} cores {:?} {:?} group {} {:?}",
-            m.id,
-            m.host,
-            m.main_port,
-            m.core_ports,
-            m.role,
-            m.group.map_or("-".to_string(), |g| g.to_string()),
-            m.state
-        );
-    }
-    s
 }
