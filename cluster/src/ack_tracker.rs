@@ -10,19 +10,22 @@ pub type LinkId = u64;
 #[derive(Debug)]
 struct PendingWrite<W> {
     seq: u64,
-    /// Links that must still acknowledge (at most one per replica member).
+    /// Links that may still acknowledge (at most one per replica member).
     waiting: Vec<LinkId>,
-    /// Acks still needed.
+    /// Acks still needed from `waiting`.
     need: usize,
+    /// Links that must acknowledge whatever the policy (a range move's new owner).
+    required: Vec<LinkId>,
     /// When it started waiting (ms).
     since: u64,
     waiter: W,
 }
 
 /// Counts acknowledgements per write: a write is done once `need` of the links it was sent to
-/// have acknowledged its sequence (acks are cumulative: a link that acknowledges `s` holds
-/// everything it was sent up to `s`), or once too few of its links remain to ever say so —
-/// a link that is gone from the map stops counting ([`AckTracker::link_gone`]).
+/// and every one of its required links have acknowledged its sequence (acks are cumulative: a
+/// link that acknowledges `s` holds everything it was sent up to `s`), or once too few of its
+/// links remain to ever say so — a link that is gone from the map stops counting
+/// ([`AckTracker::link_gone`]).
 #[derive(Debug)]
 pub struct AckTracker<W> {
     pending: VecDeque<PendingWrite<W>>,
@@ -57,23 +60,26 @@ impl<W> AckTracker<W> {
         self.pending.is_empty()
     }
 
-    /// Registers write `seq`, sent to `links` at time `now`, needing `need` of them.
-    /// Returns the waiter back when nothing needs waiting for.
+    /// Registers write `seq`, sent to `links` at time `now`, needing `need` of them and every
+    /// link of `required`. Returns the waiter back when nothing needs waiting for.
     pub fn add(
         &mut self,
         seq: u64,
         links: Vec<LinkId>,
         need: usize,
+        required: Vec<LinkId>,
         waiter: W,
         now: u64,
     ) -> Option<W> {
-        if need == 0 || links.is_empty() {
+        let need = need.min(links.len());
+        if need == 0 && required.is_empty() {
             return Some(waiter);
         }
         self.pending.push_back(PendingWrite {
             seq,
-            need: need.min(links.len()),
+            need,
             waiting: links,
+            required,
             since: now,
             waiter,
         });
@@ -106,9 +112,10 @@ impl<W> AckTracker<W> {
             }
             if let Some(pos) = p.waiting.iter().position(|&l| l == link) {
                 p.waiting.swap_remove(pos);
-                p.need -= 1;
+                p.need = p.need.saturating_sub(1);
             }
-            if p.need == 0 {
+            p.required.retain(|&l| l != link);
+            if p.need == 0 && p.required.is_empty() {
                 if let Some(p) = self.pending.remove(i) {
                     done.push((p.waiter, AckOutcome::Acked));
                 }
@@ -129,7 +136,8 @@ impl<W> AckTracker<W> {
                 p.waiting.swap_remove(pos);
                 p.need = p.need.min(p.waiting.len());
             }
-            if p.need == 0 {
+            p.required.retain(|&l| l != link);
+            if p.need == 0 && p.required.is_empty() {
                 if let Some(p) = self.pending.remove(i) {
                     done.push((p.waiter, AckOutcome::Degraded));
                 }
@@ -154,10 +162,10 @@ mod tests {
     #[test]
     fn writes_finish_on_enough_acks_or_when_their_links_go() {
         let mut t: AckTracker<&str> = AckTracker::default();
-        assert_eq!(t.add(1, vec![7], 0, "one", 0), Some("one"));
-        assert_eq!(t.add(1, vec![7, 8], 2, "a", 0), None);
-        assert_eq!(t.add(2, vec![7, 8], 1, "b", 0), None);
-        assert_eq!(t.add(3, vec![7, 8], 2, "c", 0), None);
+        assert_eq!(t.add(1, vec![7], 0, vec![], "one", 0), Some("one"));
+        assert_eq!(t.add(1, vec![7, 8], 2, vec![], "a", 0), None);
+        assert_eq!(t.add(2, vec![7, 8], 1, vec![], "b", 0), None);
+        assert_eq!(t.add(3, vec![7, 8], 2, vec![], "c", 0), None);
         assert!(t.ack(7, 1).is_empty());
         assert_eq!(
             t.ack(8, 2),
@@ -165,11 +173,15 @@ mod tests {
         );
         assert_eq!(t.link_gone(7), vec![]);
         assert_eq!(t.ack(8, 3), vec![("c", AckOutcome::Acked)]);
-        assert_eq!(t.add(4, vec![7], 1, "d", 0), None);
+        assert_eq!(t.add(4, vec![7], 1, vec![], "d", 0), None);
         assert_eq!(t.link_gone(7), vec![("d", AckOutcome::Degraded)]);
         assert!(t.is_empty());
-        t.add(5, vec![7], 1, "e", 100);
-        t.add(6, vec![7], 1, "f", 200);
+        // A required link must ack whatever the count.
+        assert_eq!(t.add(9, vec![7], 0, vec![8], "r", 0), None);
+        assert!(t.ack(7, 9).is_empty());
+        assert_eq!(t.ack(8, 9), vec![("r", AckOutcome::Acked)]);
+        t.add(5, vec![7], 1, vec![], "e", 100);
+        t.add(6, vec![7], 1, vec![], "f", 200);
         assert!(t.timed_out(150, 100).is_empty());
         assert_eq!(t.timed_out(250, 100), vec!["e"]);
         assert_eq!(t.len(), 1);
@@ -180,7 +192,7 @@ mod tests {
         fn tracker_finishes_each_write_once(acks in proptest::collection::vec((0u64..3, 1u64..20), 0..60)) {
             let mut t: AckTracker<u64> = AckTracker::default();
             for seq in 1..20 {
-                t.add(seq, vec![0, 1, 2], 2, seq, 0);
+                t.add(seq, vec![0, 1, 2], 2, vec![], seq, 0);
             }
             let mut seen = std::collections::HashSet::new();
             for (link, seq) in acks {

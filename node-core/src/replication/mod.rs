@@ -231,12 +231,12 @@ impl Replicator {
     /// acks as the policy says, plus the range-move links the write went to (its new owner
     /// must hold it before the ring flips).
     pub fn gate(&mut self, seq: u64, now: u64) -> Option<GateId> {
-        let mut ids: Vec<LinkId> = self.links.iter().map(|l| l.id).collect();
-        let need = self.policy.replica_acks(ids.len()) + self.gate_extra.len();
-        ids.append(&mut self.gate_extra);
+        let ids: Vec<LinkId> = self.links.iter().map(|l| l.id).collect();
+        let need = self.policy.replica_acks(ids.len());
+        let required = std::mem::take(&mut self.gate_extra);
         let gate = self.next_gate;
         self.next_gate += 1;
-        match self.acks.add(seq, ids, need, gate, now) {
+        match self.acks.add(seq, ids, need, required, gate, now) {
             Some(_) => None,
             None => Some(gate),
         }
@@ -373,14 +373,17 @@ impl Replicator {
     /// This core stopped being a primary: links close, waiting writes fail.
     pub fn stop_all(&mut self) {
         self.recording = false;
-        self.set_replicas(&[]);
-        self.set_moves(0, Vec::new());
+        // Fail the waiting writes before their links go: a link that leaves completes what it
+        // owed as degraded, which a demoted primary must not answer as success.
         for gate in self.acks.drain() {
+            self.counters.ack_failures += 1;
             self.done.push((
                 gate,
                 Err("this member is no longer the primary of its shard group: retry".into()),
             ));
         }
+        self.set_replicas(&[]);
+        self.set_moves(0, Vec::new());
     }
 
     /// A link finished its handshake: queue what the peer misses — the backlog from its
