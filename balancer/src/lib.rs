@@ -18,6 +18,7 @@
 //! (client connections) hold the rest.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod backend;
 mod control;

@@ -1,7 +1,8 @@
-//! Routing: which connection each request goes to, how multi-key requests are split per core,
-//! and how the parts' replies are put back together in the caller's order.
+//! Routing: which connection each request goes to; multi-key requests are split per
+//! connection and their parts' replies put back in the caller's order by `cluster::multi_key`.
 
 use ringcache_cluster::core_for_key;
+use ringcache_cluster::multi_key::split;
 use ringcache_proto::{Command, SetCond};
 
 use crate::error::ClientError;
@@ -20,39 +21,7 @@ pub(crate) fn key_slot(key: &[u8], cores: u32) -> usize {
     core_slot(core_for_key(key, cores))
 }
 
-/// Groups key positions by connection slot: `(slot, positions)` in order of first appearance.
-pub(crate) fn split_by_slot<'k>(
-    keys: impl IntoIterator<Item = &'k [u8]>,
-    slot_of: &dyn Fn(&[u8]) -> usize,
-) -> Vec<(usize, Vec<usize>)> {
-    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
-    for (i, k) in keys.into_iter().enumerate() {
-        let slot = slot_of(k);
-        match groups.iter_mut().find(|(s, _)| *s == slot) {
-            Some((_, v)) => v.push(i),
-            None => groups.push((slot, vec![i])),
-        }
-    }
-    groups
-}
-
-/// How the replies of an operation's parts make its one reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Merge {
-    /// One part; its reply as is.
-    One,
-    /// Integer replies added up (DEL, EXISTS, TOUCH).
-    Sum,
-    /// Each part answers its keys' values; `positions[i]` says where part i's go.
-    MGet {
-        /// Positions in the caller's key list, per part.
-        positions: Vec<Vec<usize>>,
-        /// Number of keys asked for.
-        len: usize,
-    },
-    /// Every part must answer OK (MSET).
-    AllOk,
-}
+pub(crate) use ringcache_cluster::multi_key::Merge;
 
 /// One caller-visible operation, as requests to one or more connections.
 #[derive(Debug)]
@@ -98,67 +67,13 @@ pub(crate) fn plan_with<'a>(cmd: Command<'a>, slot_of: &dyn Fn(&[u8]) -> usize) 
     if let Some(key) = cmd.key() {
         return one(slot_of(key), cmd);
     }
-    match cmd {
-        Command::Del { keys } => sum_split(keys, slot_of, retry, |keys| Command::Del { keys }),
-        Command::Exists { keys } => {
-            sum_split(keys, slot_of, retry, |keys| Command::Exists { keys })
-        }
-        Command::Touch { keys } => sum_split(keys, slot_of, retry, |keys| Command::Touch { keys }),
-        Command::MGet { keys } => {
-            let groups = split_by_slot(keys.iter().copied(), slot_of);
-            let mut parts = Vec::with_capacity(groups.len());
-            let mut positions = Vec::with_capacity(groups.len());
-            for (slot, pos) in groups {
-                parts.push((
-                    slot,
-                    Command::MGet {
-                        keys: pos.iter().map(|&i| keys[i]).collect(),
-                    },
-                ));
-                positions.push(pos);
-            }
-            Op {
-                parts,
-                merge: Merge::MGet {
-                    positions,
-                    len: keys.len(),
-                },
-                retry,
-            }
-        }
-        Command::MSet { pairs } => {
-            let parts = split_by_slot(pairs.iter().map(|(k, _)| *k), slot_of)
-                .into_iter()
-                .map(|(slot, pos)| {
-                    let part = pos.iter().map(|&i| pairs[i]).collect();
-                    (slot, Command::MSet { pairs: part })
-                })
-                .collect();
-            Op {
-                parts,
-                merge: Merge::AllOk,
-                retry,
-            }
-        }
-        other => one(MAIN, other),
-    }
-}
-
-/// Splits a counting command (DEL, EXISTS, TOUCH) per core; the counts are added up.
-fn sum_split<'a>(
-    keys: Vec<&'a [u8]>,
-    slot_of: &dyn Fn(&[u8]) -> usize,
-    retry: bool,
-    make: impl Fn(Vec<&'a [u8]>) -> Command<'a>,
-) -> Op<'a> {
-    let parts = split_by_slot(keys.iter().copied(), slot_of)
-        .into_iter()
-        .map(|(slot, pos)| (slot, make(pos.iter().map(|&i| keys[i]).collect())))
-        .collect();
-    Op {
-        parts,
-        merge: Merge::Sum,
-        retry,
+    match split(&cmd, |k| Ok::<usize, ()>(slot_of(k))) {
+        Ok(Some(s)) => Op {
+            parts: s.parts,
+            merge: s.merge,
+            retry,
+        },
+        _ => one(MAIN, cmd),
     }
 }
 
@@ -185,22 +100,14 @@ pub(crate) fn merge(
             }
             Ok(Reply::Ok)
         }
-        Merge::MGet { positions, len } => {
-            let mut out = vec![None; *len];
-            for (r, pos) in replies.zip(positions) {
-                let vals = r?.into_values()?;
-                if vals.len() != pos.len() {
-                    return Err(ClientError::Protocol(format!(
-                        "MGET of {} keys answered {} values",
-                        pos.len(),
-                        vals.len()
-                    )));
-                }
-                for (v, &p) in vals.into_iter().zip(pos) {
-                    out[p] = v;
-                }
-            }
-            Ok(Reply::Values(out))
+        Merge::MGet { .. } => {
+            let parts = replies
+                .map(|r| r?.into_values())
+                .collect::<Result<Vec<_>, ClientError>>()?;
+            merge
+                .place(parts)
+                .map(Reply::Values)
+                .map_err(|e| ClientError::Protocol(e.to_string()))
         }
     }
 }

@@ -3,6 +3,9 @@
 //! the hybrid logical clock that stamps versions.
 //! Pure: no I/O, no threads, no clock of its own.
 
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
 mod ack_tracker;
 mod backlog;
 pub mod control;

@@ -68,20 +68,30 @@ pub enum Event {
     /// says whether it is caught up (only caught-up replicas are promoted while one exists);
     /// `moved` is the last range move it finished streaming (0: none).
     Heartbeat {
+        /// The member.
         member: MemberId,
+        /// Writes it applied (its replication position).
         applied: u64,
+        /// Whether it is caught up.
         ready: bool,
+        /// The last range move it finished streaming.
         moved: u64,
         /// The sender's main port (0: not checked): a restarted balancer reuses member ids,
         /// so a heartbeat whose id now names another node must not count for that node.
         port: u16,
     },
     /// An operator removes a member: a primary hands its ranges on first, then leaves.
-    Remove { member: MemberId },
+    Remove {
+        /// The member.
+        member: MemberId,
+    },
     /// Time passes; dead members are found here.
     Tick,
     /// A member leaves on purpose.
-    Leave { member: MemberId },
+    Leave {
+        /// The member.
+        member: MemberId,
+    },
 }
 
 /// What the caller must do.
@@ -89,30 +99,58 @@ pub enum Event {
 pub enum Action {
     /// Tell the joining node its id (and group, once it has one).
     Welcome {
+        /// Its member id.
         member: MemberId,
+        /// Its group, once it has one.
         group: Option<GroupId>,
     },
     /// Refuse a request, with the reason.
-    Reject { reason: String },
+    Reject {
+        /// Why.
+        reason: String,
+    },
     /// The map changed: push it to every member (and waiting clients).
     PublishMap,
     /// `member` was declared dead.
-    Dead { member: MemberId },
+    Dead {
+        /// The member.
+        member: MemberId,
+    },
     /// `member` now leads `group` (after its primary died).
-    Promoted { member: MemberId, group: GroupId },
+    Promoted {
+        /// The member.
+        member: MemberId,
+        /// The group it now leads.
+        group: GroupId,
+    },
     /// A heartbeat came from a member the map does not know (it was declared dead): it must
     /// join again.
-    Rejoin { member: MemberId },
+    Rejoin {
+        /// The member.
+        member: MemberId,
+    },
     /// A heartbeat came from a member an operator removed: it must stop.
-    Removed { member: MemberId },
+    Removed {
+        /// The member.
+        member: MemberId,
+    },
     /// A range move started (or restarted with a new id).
-    MoveStarted { id: u64 },
+    MoveStarted {
+        /// The move's id.
+        id: u64,
+    },
     /// A range move finished: the ring switched.
-    MoveDone { id: u64 },
+    MoveDone {
+        /// The move's id.
+        id: u64,
+    },
     /// A replica was moved from one group to another that had none.
     ReplicaMoved {
+        /// The replica.
         member: MemberId,
+        /// The group it left.
         from: GroupId,
+        /// The group it joined.
         to: GroupId,
     },
 }

@@ -143,8 +143,9 @@ impl Shard {
         // `Policy::on_access` rewrites links and policy bits only (it never drops, replaces or
         // writes a block), so the bytes are alive and unchanged; the returned `Hit` borrows
         // `self`, so nothing can free them while it lives.
+        let value = unsafe { &*value };
         Some(Hit {
-            value: unsafe { &*value },
+            value,
             version,
             expires_at,
         })

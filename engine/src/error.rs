@@ -5,13 +5,28 @@
 pub enum EngineError {
     /// The key is longer than the configured maximum.
     #[error("key of {len} bytes exceeds the {max}-byte limit")]
-    KeyTooLarge { len: usize, max: usize },
+    KeyTooLarge {
+        /// The key's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The value is longer than the configured maximum.
     #[error("value of {len} bytes exceeds the {max}-byte limit")]
-    ValueTooLarge { len: usize, max: usize },
+    ValueTooLarge {
+        /// The value's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The entry would not fit even in an empty shard.
     #[error("entry of {charge} bytes exceeds the shard budget of {budget} bytes")]
-    EntryTooLarge { charge: usize, budget: usize },
+    EntryTooLarge {
+        /// What the entry would be charged.
+        charge: usize,
+        /// The shard's whole budget.
+        budget: usize,
+    },
     /// INCR/DECR on a value that is not a decimal 64-bit integer.
     #[error("value is not an integer or out of range")]
     NotAnInteger,

@@ -20,6 +20,7 @@ pub struct KvBlock {
 // SAFETY: `KvBlock` owns its allocation exclusively (like `Box<[u8]>`), so moving it to another
 // thread or sharing `&KvBlock` (read-only access) is sound.
 unsafe impl Send for KvBlock {}
+// SAFETY: as for `Send`: shared references only read the bytes, which never change after `new`.
 unsafe impl Sync for KvBlock {}
 
 fn varint_len(mut v: usize) -> usize {

@@ -14,6 +14,8 @@
 //! assert!(shard.get(b"k", 2_000).is_none());
 //! ```
 
+#![warn(missing_docs)]
+
 mod cache_hint;
 mod commands;
 mod entry;

@@ -8,6 +8,7 @@
 //! that opened, links to start) is queued on the state and taken by the runtime (`net`).
 //! No sockets, no executors, no `Rc`, no wakers: every decision is unit-tested here.
 
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod config;

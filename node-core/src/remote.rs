@@ -40,13 +40,29 @@ pub enum CountKind {
 #[derive(Debug)]
 pub enum RemoteOp {
     /// A whole request as received; answered with encoded reply bytes.
-    Request { wire: Wire, raw: Vec<u8> },
+    Request {
+        /// The client connection's protocol.
+        wire: Wire,
+        /// The request's bytes.
+        raw: Vec<u8>,
+    },
     /// The MGET keys this core owns.
-    Get { keys: Vec<Vec<u8>> },
+    Get {
+        /// The keys, in the part's order.
+        keys: Vec<Vec<u8>>,
+    },
     /// The DEL/EXISTS/TOUCH keys this core owns.
-    Count { kind: CountKind, keys: Vec<Vec<u8>> },
+    Count {
+        /// Which count.
+        kind: CountKind,
+        /// The keys.
+        keys: Vec<Vec<u8>>,
+    },
     /// The MSET pairs this core owns.
-    MSet { pairs: Vec<(Vec<u8>, Vec<u8>)> },
+    MSet {
+        /// Key/value pairs.
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
     /// FLUSH this core.
     Flush,
     /// INVALIDATE PREFIX on this core.

@@ -2,6 +2,8 @@
 //! CPUs a process may use, listening sockets shared by cores, port waits, and the connection
 //! read buffer. No decisions live here; it only carries out what the other crates decide.
 
+#![warn(missing_docs)]
+
 mod cpus;
 mod listener;
 mod read_buf;

@@ -31,25 +31,29 @@ fn sub(layout: Layout, n: usize) {
 // SAFETY: every call is forwarded unchanged to `System`; the counters are only bookkeeping.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc(layout);
+        // SAFETY: the caller's contract for this method is `System`'s, forwarded unchanged.
+        let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
             add(layout, layout.size());
         }
         p
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = System.alloc_zeroed(layout);
+        // SAFETY: the caller's contract for this method is `System`'s, forwarded unchanged.
+        let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
             add(layout, layout.size());
         }
         p
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout);
+        // SAFETY: the caller's contract for this method is `System`'s, forwarded unchanged.
+        unsafe { System.dealloc(ptr, layout) };
         sub(layout, layout.size());
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = System.realloc(ptr, layout, new_size);
+        // SAFETY: the caller's contract for this method is `System`'s, forwarded unchanged.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             sub(layout, layout.size());
             add(layout, new_size);
