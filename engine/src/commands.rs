@@ -119,10 +119,9 @@ impl Shard {
     /// Reads `key`: its value, version and expiry, counting a hit or a miss.
     // Always inlined, and the hit path kept to one index probe that reads slot, key and value
     // together: a lookup loop is bound by how many lookups' cache misses fit in the CPU's
-    // window, so every instruction counts (this shape took the engine-report hit loop from ~164
-    // to ~150 instructions under callgrind, and get-hit from ~0.87x to ~1.02-1.06x `lru`).
-    // Mind that the probe's comparison closure sits at LLVM's inlining limit: a few more
-    // instructions in it and it is called out of line, ~50 instructions more per hit.
+    // window, so every instruction counts (figures in tuning.md and the commit history). Mind
+    // that the probe's comparison closure sits at LLVM's inlining limit: a few more
+    // instructions in it and it is called out of line, which costs far more than they do.
     #[inline(always)]
     pub fn get(&mut self, key: &[u8], now: u64) -> Option<Hit<'_>> {
         let hash = self.hash(key);

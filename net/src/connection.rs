@@ -10,11 +10,9 @@ use std::rc::Rc;
 use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
-use ringcache_proto::resp::RespParser;
-use ringcache_proto::resp_command::parse_command;
 use ringcache_proto::resp_encode::RespVersion;
 use ringcache_proto::{
-    decode_frame, decode_request, Command, Epoch, ErrorKind, Opcode, ReplFrame, ReplyTo, Response,
+    Command, Epoch, ErrorKind, Opcode, ReplFrame, ReplyTo, RequestKind, RequestReader, Response,
     Wire,
 };
 use tracing::debug;
@@ -79,9 +77,9 @@ struct Parsed<'a> {
 /// replies waiting for their turn.
 pub(crate) struct Conn {
     session: Session,
-    resp: RespParser,
-    /// A second parser for looking ahead without disturbing `resp`'s progress.
-    scan: RespParser,
+    reader: RequestReader,
+    /// A second reader for looking ahead without disturbing `reader`'s progress.
+    scan: RequestReader,
     ordered: Ordered,
 }
 
@@ -104,8 +102,8 @@ pub(crate) async fn serve(mut stream: TcpStream, ctx: Rc<ConnContext>) {
     };
     let mut conn = Conn {
         session: Session::new(id, ctx.cfg.password.is_some()),
-        resp: RespParser::new(),
-        scan: RespParser::new(),
+        reader: RequestReader::new(),
+        scan: RequestReader::new(),
         ordered: Ordered::default(),
     };
     let mut rbuf = ReadBuf::new(READ_INITIAL);
@@ -160,58 +158,40 @@ impl Conn {
         buf: &'a [u8],
         ctx: &ConnContext,
     ) -> Result<Option<Parsed<'a>>, Response<'static>> {
-        let limits = &ctx.cfg.limits;
-        match self.session.wire {
-            None => Ok(None),
-            Some(Wire::Native) => {
-                let frame = match decode_frame(buf, limits) {
-                    Ok(Some(f)) => f,
-                    Ok(None) => return Ok(None),
-                    Err(e) => return Err(Response::error(e.kind(), e.to_string())),
-                };
-                let h = frame.header;
-                if h.opcode == u8::from(ReplFrame::Hello) {
-                    return Ok(Some(Parsed {
-                        cmd: Ok(Command::Quit),
-                        len: 0,
-                        request_id: 0,
-                        epoch: 0,
-                        replication: true,
-                    }));
-                }
-                match decode_request(&h, frame.body(buf), limits) {
-                    Ok(cmd) => Ok(Some(Parsed {
-                        cmd: Ok(cmd),
-                        len: frame.len(),
-                        request_id: h.request_id,
-                        epoch: h.epoch,
-                        replication: false,
-                    })),
-                    Err(e) => Err(Response::error(e.kind(), e.to_string())),
-                }
+        let Some(wire) = self.session.wire else {
+            return Ok(None);
+        };
+        let Some(req) = self.reader.next(wire, buf, &ctx.cfg.limits)? else {
+            return Ok(None);
+        };
+        let cmd = match req.kind {
+            RequestKind::Command(cmd) => cmd,
+            RequestKind::Control(h, _) if h.opcode == u8::from(ReplFrame::Hello) => {
+                return Ok(Some(Parsed {
+                    cmd: Ok(Command::Quit),
+                    len: 0,
+                    request_id: 0,
+                    epoch: 0,
+                    replication: true,
+                }))
             }
-            Some(Wire::Resp(_)) => match self.resp.parse(buf, limits) {
-                Ok(None) => Ok(None),
-                Err(e) => Err(Response::error(e.kind(), e.to_string())),
-                Ok(Some(len)) => {
-                    let args = self.resp.args(buf);
-                    // A well-framed but invalid command is answered and the connection goes
-                    // on, as with Redis.
-                    let cmd = parse_command(&args, limits).map_err(|e| {
-                        let mut body = String::new();
-                        let _ = e.write_body(&mut body);
-                        Response::error(e.kind(), body)
-                    });
-                    Ok(Some(Parsed {
-                        cmd,
-                        len,
-                        request_id: 0,
-                        epoch: 0,
-                        replication: false,
-                    }))
-                }
-            },
-        }
+            RequestKind::Control(h, _) => {
+                return Err(Response::error(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "control frame 0x{:02x} is not served on a node port",
+                        h.opcode
+                    ),
+                ))
+            }
+        };
+        Ok(Some(Parsed {
+            cmd,
+            len: req.len,
+            request_id: req.request_id,
+            epoch: req.epoch,
+            replication: false,
+        }))
     }
 
     /// Runs every complete request in the buffer, appending replies to `out` in order.
@@ -238,24 +218,13 @@ impl Conn {
         let (mut n, mut at) = (0, 0);
         while n < PREFETCH_MAX && at < buf.len() {
             let rest = &buf[at..];
-            let (len, key) = match wire {
-                Wire::Native => match decode_frame(rest, limits) {
-                    Ok(Some(f)) => {
-                        let cmd = decode_request(&f.header, f.body(rest), limits).ok();
-                        (f.len(), cmd.and_then(|c| c.key()))
-                    }
-                    _ => break,
+            self.scan.reset();
+            let (len, key) = match self.scan.next(wire, rest, limits) {
+                Ok(Some(req)) => match req.kind {
+                    RequestKind::Command(Ok(cmd)) => (req.len, cmd.key()),
+                    _ => (req.len, None),
                 },
-                Wire::Resp(_) => {
-                    self.scan.reset();
-                    match self.scan.parse(rest, limits) {
-                        Ok(Some(len)) => {
-                            let args = self.scan.args(rest);
-                            (len, parse_command(&args, limits).ok().and_then(|c| c.key()))
-                        }
-                        _ => break,
-                    }
-                }
+                _ => break,
             };
             if let Some(k) = key {
                 keys[n] = k;

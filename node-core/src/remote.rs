@@ -5,9 +5,7 @@
 
 use bytes::BytesMut;
 use ringcache_engine::{SetOptions, Stats};
-use ringcache_proto::resp::RespParser;
-use ringcache_proto::resp_command::parse_command;
-use ringcache_proto::{decode_frame, decode_request, Command, ReplyTo, Response, Wire};
+use ringcache_proto::{Command, ReplyTo, RequestKind, RequestReader, Response, Wire};
 
 use crate::core_state::CoreState;
 use crate::execute::execute;
@@ -124,70 +122,23 @@ pub fn run_remote(core: &mut CoreState, op: RemoteOp, now: u64) -> (RemoteReply,
 fn run_op(core: &mut CoreState, op: RemoteOp, now: u64, gate: &mut Option<GateId>) -> RemoteReply {
     match op {
         RemoteOp::Request { wire, raw } => {
-            let mut out = BytesMut::with_capacity(64);
             let limits = core.limits;
-            match wire {
-                Wire::Native => match decode_frame(&raw, &limits) {
-                    Ok(Some(frame)) => {
-                        let h = frame.header;
-                        match decode_request(&h, frame.body(&raw), &limits) {
-                            Ok(cmd) => {
-                                let op = cmd.opcode();
-                                let (rid, epoch) = (h.request_id, h.epoch);
-                                *gate = execute_replicated(
-                                    core,
-                                    &cmd,
-                                    now,
-                                    |o, r| {
-                                        ReplyTo {
-                                            wire,
-                                            op,
-                                            request_id: rid,
-                                            epoch,
-                                        }
-                                        .encode(o, r)
-                                    },
-                                    &mut out,
-                                );
-                            }
-                            Err(e) => return RemoteReply::Failed(e.to_string()),
-                        }
-                    }
-                    _ => return RemoteReply::Failed("handed-over frame did not decode".into()),
-                },
-                Wire::Resp(_) => {
-                    let mut parser = RespParser::new();
-                    match parser.parse(&raw, &limits) {
-                        Ok(Some(_)) => {
-                            let args = parser.args(&raw);
-                            match parse_command(&args, &limits) {
-                                Ok(cmd) => {
-                                    let op = cmd.opcode();
-                                    *gate = execute_replicated(
-                                        core,
-                                        &cmd,
-                                        now,
-                                        |o, r| {
-                                            ReplyTo {
-                                                wire,
-                                                op,
-                                                request_id: 0,
-                                                epoch: 0,
-                                            }
-                                            .encode(o, r)
-                                        },
-                                        &mut out,
-                                    );
-                                }
-                                Err(e) => return RemoteReply::Failed(e.to_string()),
-                            }
-                        }
-                        _ => {
-                            return RemoteReply::Failed("handed-over request did not parse".into())
-                        }
-                    }
-                }
-            }
+            let req = match RequestReader::new().next(wire, &raw, &limits) {
+                Ok(Some(req)) => req,
+                _ => return RemoteReply::Failed("handed-over request did not parse".into()),
+            };
+            let cmd = match req.kind {
+                RequestKind::Command(Ok(cmd)) => cmd,
+                _ => return RemoteReply::Failed("handed-over request is not a command".into()),
+            };
+            let to = ReplyTo {
+                wire,
+                op: cmd.opcode(),
+                request_id: req.request_id,
+                epoch: req.epoch,
+            };
+            let mut out = BytesMut::with_capacity(64);
+            *gate = execute_replicated(core, &cmd, now, |o, r| to.encode(o, r), &mut out);
             RemoteReply::Encoded(out.to_vec())
         }
         RemoteOp::Get { keys } => {

@@ -92,6 +92,7 @@ pub mod frame;
 pub mod limits;
 pub mod native;
 pub mod opcode;
+pub mod request;
 pub mod resp;
 pub mod resp_command;
 pub mod resp_encode;
@@ -107,6 +108,7 @@ pub use native::{
     decode_request, decode_response, encode_request, encode_response, encode_value_reply,
 };
 pub use opcode::{Opcode, ReplyCode};
+pub use request::{Request, RequestKind, RequestReader};
 pub use resp::{RespArgs, RespParser};
 pub use resp_command::{parse_command, ArgList};
 pub use resp_encode::{write_command, write_response, RespVersion};
