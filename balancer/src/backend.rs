@@ -14,39 +14,30 @@ use glommio::spawn_local;
 use ringcache_proto::{decode_frame, Limits};
 use tracing::warn;
 
-use super::State;
-
 /// Most requests a backend connection sends in one write.
 const BACKEND_BATCH: usize = 256;
 
-pub(super) type BackendReply = Result<Vec<u8>, String>;
-pub(super) type Job = (Vec<u8>, oneshot::Sender<BackendReply>);
+pub(crate) type BackendReply = Result<Vec<u8>, String>;
+pub(crate) type Job = (Vec<u8>, oneshot::Sender<BackendReply>);
 
 /// A persistent pipelined connection to one node core port, driven by its own task.
-pub(super) struct Backend {
+pub(crate) struct Backend {
     tx: mpsc::UnboundedSender<Job>,
     dead: Rc<Cell<bool>>,
 }
 
-impl State {
-    /// The backend for `addr`, connecting (lazily, in its own task) when there is none alive.
-    pub(super) fn backend(&mut self, addr: SocketAddr) -> mpsc::UnboundedSender<Job> {
-        if let Some(b) = self.backends.get(&addr) {
-            if !b.dead.get() {
-                return b.tx.clone();
-            }
-        }
+impl Backend {
+    /// Connects to `addr` (lazily, in its own task).
+    pub(crate) fn connect(addr: SocketAddr, limits: Limits) -> Backend {
         let (tx, rx) = mpsc::unbounded();
         let dead = Rc::new(Cell::new(false));
-        spawn_local(backend_task(addr, rx, dead.clone(), self.limits)).detach();
-        self.backends.insert(
-            addr,
-            Backend {
-                tx: tx.clone(),
-                dead,
-            },
-        );
-        tx
+        spawn_local(backend_task(addr, rx, dead.clone(), limits)).detach();
+        Backend { tx, dead }
+    }
+
+    /// Where to queue requests, while the connection lives.
+    pub(crate) fn sender(&self) -> Option<mpsc::UnboundedSender<Job>> {
+        (!self.dead.get()).then(|| self.tx.clone())
     }
 }
 

@@ -17,8 +17,6 @@ use ringcache_proto::control::encode_control;
 use ringcache_proto::ClusterOp;
 use tracing::{debug, info, warn};
 
-use super::Shared;
-
 /// The control plane, shared by the balancer's cores: the membership state machine and the
 /// senders that hand every new map to each core. Only control frames and the ticker take the
 /// lock; the data path reads each core's own copy of the map.
@@ -77,18 +75,16 @@ pub(super) fn lock(c: &SharedControl) -> MutexGuard<'_, Control> {
     c.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub(super) fn control_request(state: &Shared, opcode: ClusterOp, body: &[u8]) -> ControlReply {
-    let control = state.borrow().control.clone();
-    let mut st = lock(&control);
+/// Answers a control request; returns the reply and the map after it (the calling core routes
+/// by it at once; the others get it by message).
+pub(super) fn control_request(
+    control: &SharedControl,
+    opcode: ClusterOp,
+    body: &[u8],
+) -> (ControlReply, Arc<ClusterMap>) {
+    let mut st = lock(control);
     let reply = control_locked(&mut st, opcode, body);
-    // This core routes by the new map at once; the others get it by message.
-    let map = st.map.clone();
-    drop(st);
-    let mut local = state.borrow_mut();
-    if map.epoch >= local.map.epoch {
-        local.map = map;
-    }
-    reply
+    (reply, st.map.clone())
 }
 
 fn control_locked(st: &mut Control, opcode: ClusterOp, body: &[u8]) -> ControlReply {
@@ -181,8 +177,7 @@ fn control_locked(st: &mut Control, opcode: ClusterOp, body: &[u8]) -> ControlRe
 }
 
 /// Writes the current map, then every new one, to a subscribed connection until it breaks.
-pub(super) async fn push_maps(mut stream: TcpStream, state: &Shared, request_id: u64) {
-    let control = state.borrow().control.clone();
+pub(super) async fn push_maps(mut stream: TcpStream, control: SharedControl, request_id: u64) {
     let (tx, mut rx) = mpsc::unbounded();
     {
         let mut c = lock(&control);

@@ -24,6 +24,7 @@ mod backend;
 mod control;
 mod routing;
 mod serve;
+mod state;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -41,9 +42,9 @@ use ringcache_proto::Limits;
 use ringcache_runtime::{allowed_cpus, bind_listener, wait_port_free, StopFlag};
 use tracing::{info, warn};
 
-use backend::Backend;
 use control::{lock, Control, SharedControl};
 use serve::serve;
+use state::{Shared, State};
 
 /// The balancer's settings (the binary builds them from its flags).
 #[derive(Debug, Clone)]
@@ -66,17 +67,6 @@ pub struct BalancerConfig {
 
 /// Largest request the balancer relays.
 const MAX_FRAME: usize = 8 * 1024 * 1024 + 64 * 1024 + 4096;
-
-/// One balancer core's state: its copy of the map and its connections to the node cores.
-struct State {
-    map: Arc<ClusterMap>,
-    backends: HashMap<SocketAddr, Backend>,
-    limits: Limits,
-    port: u16,
-    control: SharedControl,
-}
-
-type Shared = Rc<RefCell<State>>;
 
 /// Runs the balancer until `stop`: one pinned executor per core, each accepting on --port
 /// (SO_REUSEPORT) with its own node connections.

@@ -14,7 +14,7 @@ use ringcache_proto::{
 };
 
 use super::backend::BackendReply;
-use super::{Shared, State};
+use super::state::{Shared, State};
 
 /// Appends `resp` as the reply to request `rid` (command `op`) in protocol `wire`.
 fn encode_reply(

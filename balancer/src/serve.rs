@@ -15,7 +15,7 @@ use ringcache_proto::{
 
 use super::control::{control_request, push_maps};
 use super::routing::{finish, ready, route_command, Pending};
-use super::Shared;
+use super::state::Shared;
 
 pub(super) async fn serve(mut stream: TcpStream, state: Shared) {
     let _ = stream.set_nodelay(true);
@@ -52,7 +52,8 @@ pub(super) async fn serve(mut stream: TcpStream, state: Shared) {
                         finish(p, &mut out, &limits).await;
                     }
                     if stream.write_all(&out).await.is_ok() {
-                        push_maps(stream, &state, request_id).await;
+                        let control = state.borrow().control.clone();
+                        push_maps(stream, control, request_id).await;
                     }
                     return;
                 }
@@ -159,7 +160,12 @@ fn control_step(state: &Shared, h: Header, body: &[u8], len: usize) -> Step {
         return Step::Subscribe(h.request_id);
     }
     let reply = match control {
-        Some(op) => control_request(state, op, body),
+        Some(op) => {
+            let shared = state.borrow().control.clone();
+            let (reply, map) = control_request(&shared, op, body);
+            state.borrow_mut().offer_map(map);
+            reply
+        }
         None => ringcache_cluster::ControlReply::Reject {
             reason: format!("unknown control opcode {:#x}", h.opcode),
         },

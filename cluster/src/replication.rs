@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::ack_tracker::{AckOutcome, AckTracker, LinkId};
 pub use crate::backlog::Backlog;
-pub use crate::stream_table::StreamTable;
+pub use crate::stream_table::{StreamPosition, StreamTable};
 
 /// How many acknowledgements a write waits for before the client is answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -116,14 +116,6 @@ pub struct StreamHello {
     /// The epoch of the primary's map when it opened the stream: a replica whose map is older
     /// may simply not have learned of its new place yet.
     pub epoch: u64,
-}
-
-/// The replica's answer to [`StreamHello`]: the last sequence it holds of that stream, if it
-/// holds the stream whole (else the primary sends a full copy).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StreamPosition {
-    /// Last sequence applied, when the stream's copy is complete.
-    pub applied: Option<u64>,
 }
 
 /// How a replica that (re)connects is brought up to date.

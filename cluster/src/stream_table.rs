@@ -2,7 +2,15 @@
 //! whether its copy is whole, so a reconnecting primary knows what to send and the core knows
 //! when it may serve reads.
 
-use crate::replication::StreamPosition;
+use serde::{Deserialize, Serialize};
+
+/// The replica's answer to a stream hello: the last sequence it holds of that stream, if it
+/// holds the stream whole (else the primary sends a full copy).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPosition {
+    /// Last sequence applied, when the stream's copy is complete.
+    pub applied: Option<u64>,
+}
 
 /// Where a replica core stands on one primary stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,8 +19,8 @@ use tracing::debug;
 
 use ringcache_cluster::core_for_key;
 use ringcache_node_core::execute::execute;
-use ringcache_node_core::replication::replicate;
 use ringcache_node_core::session::Session;
+use ringcache_node_core::write_path::replicate;
 use ringcache_node_core::{now_ms, plan, Plan, RemoteOp};
 use ringcache_runtime::ReadBuf;
 

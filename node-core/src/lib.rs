@@ -24,6 +24,7 @@ pub mod replication;
 pub mod session;
 pub mod stats;
 pub mod view;
+pub mod write_path;
 
 pub use config::CoreConfig;
 pub use core_state::{CoreState, Progress};

@@ -238,7 +238,7 @@ mod tests {
         // Writes are no longer recorded.
         let before = c.repl.next_seq();
         let cmd = ringcache_proto::Command::Flush;
-        assert_eq!(crate::replication::replicate(&mut c, &cmd, NOW), None);
+        assert_eq!(crate::write_path::replicate(&mut c, &cmd, NOW), None);
         assert_eq!(c.repl.next_seq(), before);
 
         // The new primary links to its replica (member 1) on the same core index.

@@ -9,8 +9,9 @@ use ringcache_proto::{Command, ReplyTo, RequestKind, RequestReader, Response, Wi
 
 use crate::core_state::CoreState;
 use crate::execute::execute;
-use crate::replication::{replicate, GateId};
+use crate::replication::GateId;
 use crate::stats::core_stats;
+use crate::write_path::replicate;
 
 /// A value copied out of another core's store.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use ringcache_proto::{Header, ReplFrame};
 use tracing::{debug, info};
 
 use crate::core_state::CoreState;
-use crate::replication::forward_applied;
+use crate::write_path::forward_applied;
 
 /// Why a stream is closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::response::ErrorKind;
+use crate::response::{ErrorKind, Response};
 
 /// A key, value or argument list longer than the configured `Limits` allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -240,6 +240,18 @@ pub(crate) fn printable(bytes: &[u8]) -> String {
         }
     }
     s
+}
+
+impl From<&CommandError> for Response<'static> {
+    fn from(e: &CommandError) -> Self {
+        let mut body = String::new();
+        // Writing into a String cannot fail.
+        let _ = e.write_body(&mut body);
+        Response::Error {
+            kind: e.kind(),
+            message: std::borrow::Cow::Owned(body),
+        }
+    }
 }
 
 #[cfg(test)]

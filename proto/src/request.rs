@@ -87,11 +87,7 @@ impl RequestReader {
                 Err(e) => Err(Response::error(e.kind(), e.to_string())),
                 Ok(Some(len)) => {
                     let args = self.resp.args(buf);
-                    let cmd = parse_command(&args, limits).map_err(|e| {
-                        let mut body = String::new();
-                        let _ = e.write_body(&mut body);
-                        Response::error(e.kind(), body)
-                    });
+                    let cmd = parse_command(&args, limits).map_err(|e| Response::from(&e));
                     Ok(Some(Request {
                         kind: RequestKind::Command(cmd),
                         len,

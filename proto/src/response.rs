@@ -6,8 +6,6 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::CommandError;
-
 /// Why a request failed; carried in error replies of both protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ErrorKind {
@@ -150,21 +148,10 @@ impl<'a> Response<'a> {
     }
 }
 
-impl From<&CommandError> for Response<'static> {
-    fn from(e: &CommandError) -> Self {
-        let mut body = String::new();
-        // Writing into a String cannot fail.
-        let _ = e.write_body(&mut body);
-        Response::Error {
-            kind: e.kind(),
-            message: Cow::Owned(body),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::CommandError;
 
     #[test]
     fn command_error_to_response_keeps_text() {

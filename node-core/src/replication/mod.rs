@@ -8,7 +8,6 @@
 mod full_copy;
 mod link;
 mod move_filter;
-mod replicate;
 
 use std::net::SocketAddr;
 
@@ -22,7 +21,6 @@ use ringcache_proto::ReplFrame;
 
 pub use link::{LinkState, ReplLink, WriteStep};
 pub use move_filter::MoveFilter;
-pub use replicate::{forward_applied, replicate};
 pub use ringcache_cluster::replication::LinkId;
 
 /// Names a write waiting for its replica acks; the runtime maps it to the reply's waiter.

@@ -25,6 +25,7 @@ use crate::execute::execute;
 use crate::map_change::on_map;
 use crate::replica::StreamReceiver;
 use crate::view::NodeView;
+use crate::write_path::replicate;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

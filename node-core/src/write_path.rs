@@ -5,8 +5,8 @@
 use ringcache_cluster::replication::{ReplOp, Tag};
 use ringcache_proto::Command;
 
-use super::GateId;
 use crate::core_state::CoreState;
+use crate::replication::GateId;
 
 /// Replicates the change `cmd` just made on this core (it ran already) and returns the gate
 /// its reply waits behind, if any. The state of each touched key is read back from the store,
