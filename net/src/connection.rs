@@ -25,7 +25,7 @@ use ringcache_node_core::{now_ms, plan, Plan, RemoteOp};
 use ringcache_runtime::ReadBuf;
 
 use crate::context::ConnContext;
-use crate::fan_out::{run_broadcast, run_split};
+use crate::fan_out::run_spread;
 use crate::ordered_replies::{Ordered, Slot};
 
 /// Replies are written out once this many bytes are pending.
@@ -386,12 +386,8 @@ impl Conn {
                     }
                 }
             }
-            Plan::Split => {
-                run_split(&cmd, ctx, out, to, clock.now()).await;
-                clock.waited();
-            }
-            Plan::Broadcast => {
-                run_broadcast(&cmd, ctx, out, to, clock.now()).await;
+            Plan::Split | Plan::Broadcast => {
+                run_spread(&cmd, ctx, out, to, clock.now()).await;
                 clock.waited();
             }
             Plan::Session => {

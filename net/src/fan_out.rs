@@ -59,8 +59,9 @@ async fn run_parts(split: CoreSplit, ctx: &ConnContext, out: &mut BytesMut, to: 
     to.encode(out, &split.merge(replies).response());
 }
 
-/// Runs a multi-key command whose keys live on several cores, one part per core.
-pub(crate) async fn run_split(
+/// Runs a command that spans cores (a multi-key command whose keys live on several cores, or
+/// a node-wide one), one part per core, and appends the merged reply.
+pub(crate) async fn run_spread(
     cmd: &Command<'_>,
     ctx: &ConnContext,
     out: &mut BytesMut,
@@ -68,29 +69,11 @@ pub(crate) async fn run_split(
     now: u64,
 ) {
     let cores = ctx.core.borrow().cores;
-    match split_over_cores(cmd, cores) {
+    match split_over_cores(cmd, cores).or_else(|| broadcast(cmd, cores)) {
         Some(split) => run_parts(split, ctx, out, to, now).await,
         None => to.encode(
             out,
-            &Response::error(ErrorKind::Internal, "not a multi-key command"),
-        ),
-    }
-}
-
-/// Runs a node-wide command on every core and merges the answers.
-pub(crate) async fn run_broadcast(
-    cmd: &Command<'_>,
-    ctx: &ConnContext,
-    out: &mut BytesMut,
-    to: ReplyTo,
-    now: u64,
-) {
-    let cores = ctx.core.borrow().cores;
-    match broadcast(cmd, cores) {
-        Some(split) => run_parts(split, ctx, out, to, now).await,
-        None => to.encode(
-            out,
-            &Response::error(ErrorKind::Internal, "not a broadcast command"),
+            &Response::error(ErrorKind::Internal, "not a command that spans cores"),
         ),
     }
 }

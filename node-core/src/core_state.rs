@@ -204,6 +204,20 @@ pub(crate) mod test_support {
         }
     }
 
+    /// A map where group 1 (primary member 1 with `replicas` replicas) serves the whole ring
+    /// and group 2 (primary member 2) is joining it: range move 7.
+    pub fn joining_map(replicas: u32, cores: u16) -> ClusterMap {
+        let mut m = map(2, replicas, cores, 5);
+        m.ring = Ring::new(&[1], DEFAULT_VNODES);
+        m.moving = Some(ringcache_cluster::RangeMove {
+            id: 7,
+            next_ring: Ring::new(&[1, 2], DEFAULT_VNODES),
+            joining: vec![2],
+            leaving: Vec::new(),
+        });
+        m
+    }
+
     /// A view of `map` for `member`.
     pub fn view(map: ClusterMap, member: MemberId) -> Arc<NodeView> {
         Arc::new(NodeView::new(map, member))

@@ -303,15 +303,7 @@ mod tests {
 
     /// Group 1 (primary 1, replica 101) on the ring, group 2 (primary 2) joining: move 7.
     fn joining(cores: u16) -> ClusterMap {
-        let mut m = map(2, 1, cores, 5);
-        m.ring = Ring::new(&[1], DEFAULT_VNODES);
-        m.moving = Some(RangeMove {
-            id: 7,
-            next_ring: Ring::new(&[1, 2], DEFAULT_VNODES),
-            joining: vec![2],
-            leaving: Vec::new(),
-        });
-        m
+        crate::core_state::test_support::joining_map(1, cores)
     }
 
     #[test]

@@ -100,15 +100,7 @@ fn pump(p: &mut CoreState, r: &mut CoreState, rx: &mut StreamReceiver, id: LinkI
 }
 
 fn set<'a>(key: &'a [u8], value: &'a [u8]) -> Command<'a> {
-    Command::Set {
-        key,
-        value,
-        expiry: Expiry::None,
-        cond: SetCond::Always,
-        if_version: None,
-        tags: Vec::new(),
-        get_version: false,
-    }
+    Command::set(key, value)
 }
 
 /// Runs `cmd` on the primary and replicates it; returns its gate.

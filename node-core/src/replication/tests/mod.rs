@@ -9,9 +9,7 @@ use bytes::BytesMut;
 use ringcache_cluster::replication::{
     decode_op, CatchUp, ReplOp, StreamHello, StreamPosition, Tag, WriteAck,
 };
-use ringcache_cluster::{
-    core_for_key, decode_body, encode_body, key_hash, ClusterMap, RangeMove, Ring, DEFAULT_VNODES,
-};
+use ringcache_cluster::{core_for_key, decode_body, encode_body, key_hash, ClusterMap};
 use ringcache_engine::Shard;
 use ringcache_proto::control::encode_control;
 use ringcache_proto::{
@@ -131,15 +129,7 @@ pub(super) fn keys_where(n: usize, mut pick: impl FnMut(&[u8]) -> bool) -> Vec<V
 /// A map where group 1 (primary member 1 with `replicas` replicas) serves the whole ring and
 /// group 2 (primary member 2) is joining it: range move 7. Every member has two cores.
 pub(super) fn moving_map(replicas: u32) -> ClusterMap {
-    let mut m = map(2, replicas, 2, 5);
-    m.ring = Ring::new(&[1], DEFAULT_VNODES);
-    m.moving = Some(RangeMove {
-        id: 7,
-        next_ring: Ring::new(&[1, 2], DEFAULT_VNODES),
-        joining: vec![2],
-        leaving: Vec::new(),
-    });
-    m
+    crate::core_state::test_support::joining_map(replicas, 2)
 }
 
 /// The move filters of group 2's two cores in `v`.
