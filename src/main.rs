@@ -95,7 +95,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             stop_on_signals(stop.clone())?;
             run_balancer(args.config(), stop)
         }
-        Command::Cli(args) => cli::run(args),
+        Command::Cli(args) => {
+            // A command-line tool whose reader went away (`ringcache cli cluster | head`) ends
+            // quietly, as other tools do, instead of failing on the closed pipe.
+            // SAFETY: restoring the default action of a signal before any thread is started;
+            // no handler runs Rust code.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            cli::run(args)
+        }
         Command::Local(args) => local::run(args),
     }
 }
