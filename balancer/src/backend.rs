@@ -80,8 +80,9 @@ async fn backend_task(
         }
         wbuf.clear();
         for (mut frame, waiter) in batch {
-            if let Some(id) = frame.get_mut(8..16) {
-                id.copy_from_slice(&next_id.to_le_bytes());
+            // The frame was encoded by this balancer: its header decodes.
+            if let Ok(Some(f)) = decode_frame(&frame, &limits) {
+                f.set_request_id(&mut frame, next_id);
             }
             wbuf.extend_from_slice(&frame);
             waiters.push_back((next_id, waiter));
