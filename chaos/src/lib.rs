@@ -7,11 +7,18 @@
 
 pub mod anomaly;
 pub mod checker;
+pub mod cluster;
 pub mod counts;
 pub mod error;
 pub mod history;
 pub mod linear;
+pub mod netns;
+pub mod procs;
+pub mod run;
+pub mod scenario;
+pub mod schedule;
 pub mod synth;
+pub mod workload;
 
 #[cfg(test)]
 mod checker_tests;
