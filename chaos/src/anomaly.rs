@@ -57,7 +57,7 @@ impl Kind {
             Kind::NotLinearizable => "keys not linearizable",
             Kind::Undecided => "keys undecided (budget)",
             Kind::DivergentCopies => "divergent groups by DIGEST",
-            Kind::MembershipReshuffled => "members reshuffled by a balancer restart",
+            Kind::MembershipReshuffled => "members renumbered/reshuffled by a restart",
         }
     }
 }

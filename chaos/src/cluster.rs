@@ -49,8 +49,8 @@ pub enum Target {
     Node(usize),
 }
 
-/// A node's place in the map: `(group, role)`.
-pub type Place = (Option<u32>, Role);
+/// A node's place in the map: `(member id, group, role)`.
+pub type Place = (u64, Option<u32>, Role);
 
 /// The running cluster.
 pub struct Cluster {
@@ -232,7 +232,12 @@ impl Cluster {
     pub fn places(map: &ClusterMap) -> BTreeMap<String, Place> {
         map.members
             .iter()
-            .map(|m| (format!("{}:{}", m.host, m.main_port), (m.group, m.role)))
+            .map(|m| {
+                (
+                    format!("{}:{}", m.host, m.main_port),
+                    (m.id, m.group, m.role),
+                )
+            })
             .collect()
     }
 

@@ -116,6 +116,7 @@ impl Proc {
         let child = Command::new(&self.bin)
             .args(&self.args)
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

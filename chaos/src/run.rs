@@ -121,7 +121,8 @@ impl Ctx {
         }
     }
 
-    fn two_way(&self, a: Target, b: Target, pct: u8) -> [Cut; 2] {
+    /// Cuts (or makes lossy, `pct` < 100) the links between `a` and `b` both ways.
+    pub fn two_way(&self, a: Target, b: Target, pct: u8) -> [Cut; 2] {
         [
             Cut {
                 from_gid: Ctx::gid(a),

@@ -15,7 +15,6 @@ use crate::error::{ChaosError, Result};
 use crate::history::{Answer, OpKind};
 use crate::procs::wait_until;
 use crate::run::{Ctx, Event, RunReport};
-use crate::schedule::Fault;
 use crate::workload::{self, record, Conn, Load, Who};
 
 /// A named scenario.
@@ -42,14 +41,14 @@ pub const ALL: [Scenario; 6] = [
     },
     Scenario {
         name: "balancer-restart",
-        about: "3 primaries + 1 replica each under load: kill -9 the balancer and start it again (up to 3 times); members must keep their groups and roles and the data",
+        about: "3 primaries + 1 replica each under load: kill -9 the balancer and start it again (up to 3 times); members must keep their ids, groups and roles and the data",
         passes_today: false,
         run: balancer_restart,
         spec: Spec::default,
     },
     Scenario {
         name: "primary-cut-off",
-        about: "1 primary + 1 replica, ack=all: cut the primary from the balancer until its replica is promoted; a client with the old map writes to the old primary; read through the balancer",
+        about: "1 primary + 1 replica, ack=all: cut the primary from the balancer and its replica until the replica is promoted; a client with the old map writes to the old primary (still reachable); read through the balancer",
         passes_today: false,
         run: primary_cut_off,
         spec: small,
@@ -108,12 +107,14 @@ impl Scenario {
         (self.spec)()
     }
 
-    /// Runs it on a fresh cluster (binary `bin`, logs in `dir`) and checks the history.
+    /// Runs it on a fresh cluster (binary `bin`, logs in `dir`, workload seeded by `seed`)
+    /// and checks the history.
     pub fn run(
         &self,
         bin: &std::path::Path,
         dir: &std::path::Path,
         isolate: bool,
+        seed: u64,
     ) -> Result<RunReport> {
         let load = Load {
             thin_clients: 3,
@@ -122,12 +123,12 @@ impl Scenario {
             counters: 1,
             rate: 200,
             read_any: false,
-            seed: 1,
+            seed,
         };
         let mut ctx = Ctx::new(self.spec(), load, bin, dir, isolate)?;
         ctx.start = Instant::now();
         (self.run)(&mut ctx)?;
-        Ok(ctx.finish(self.name, 0, Vec::new(), Promise::Strong, DEFAULT_BUDGET))
+        Ok(ctx.finish(self.name, seed, Vec::new(), Promise::Strong, DEFAULT_BUDGET))
     }
 }
 
@@ -209,7 +210,7 @@ fn wait_map(
 /// Whether node `slot` is `role` in `map`.
 fn is(c: &Cluster, m: &ringcache_cluster::ClusterMap, slot: usize, role: Role) -> bool {
     let addr = c.nodes[slot].addr();
-    Cluster::places(m).get(&addr).is_some_and(|p| p.1 == role)
+    Cluster::places(m).get(&addr).is_some_and(|p| p.2 == role)
 }
 
 fn event(ctx: &mut Ctx, start: u64, what: &str) {
@@ -271,7 +272,7 @@ fn balancer_restart(ctx: &mut Ctx) -> Result<()> {
             .collect();
         if !moved.is_empty() || !recovered {
             let detail = format!(
-                "after a balancer restart (round {round}, {groups} groups) members changed group or role: {}",
+                "after a balancer restart (round {round}, {groups} groups) members changed id, group or role: {}",
                 moved.join("; ")
             );
             ctx.extra.push(Anomaly {
@@ -295,15 +296,16 @@ fn primary_cut_off(ctx: &mut Ctx) -> Result<()> {
     let mut b = Scripted::resp(1);
     b.until_ok(ctx, "r0", set("b1"), Duration::from_secs(20))?;
     a.until_ok(ctx, "r0", OpKind::Read, Duration::from_secs(20))?;
-    let fault = Fault::NodeFromBalancer {
-        node: 0,
-        one_way: false,
-    };
-    let Some(applied) = ctx.apply(&fault)? else {
+    if !ctx.net.firewall {
         return Err(ChaosError::Cluster(
             "this scenario needs link faults (a network namespace with nftables)".into(),
         ));
-    };
+    }
+    // The primary loses the balancer and its replica; clients still reach it.
+    let t0 = ctx.now();
+    let mut cuts = ctx.two_way(Target::Node(0), Target::Balancer, 100).to_vec();
+    cuts.extend(ctx.two_way(Target::Node(0), Target::Node(1), 100));
+    ctx.net.add(cuts)?;
     let waited = wait_map(
         ctx,
         "the replica to be promoted",
@@ -315,7 +317,12 @@ fn primary_cut_off(ctx: &mut Ctx) -> Result<()> {
     b.until_ok(ctx, "r0", OpKind::Read, Duration::from_secs(20))?;
     b.until_ok(ctx, "r0", set("b2"), Duration::from_secs(20))?;
     a.once(ctx, "r0", OpKind::Read);
-    ctx.heal(applied)?;
+    ctx.net.heal()?;
+    event(
+        ctx,
+        t0,
+        "partition n0 (primary) from the balancer and its replica n1",
+    );
     waited
 }
 
