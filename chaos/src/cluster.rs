@@ -69,6 +69,24 @@ pub const BALANCER_GID: u32 = 61_000;
 /// The group id of node slot 0.
 pub const NODE_GID: u32 = 61_001;
 
+/// Most node slots a cluster may have.
+pub const MAX_NODES: usize = 64;
+
+/// The `(group id, address)` of the balancer and of every node slot.
+pub fn identities() -> Vec<(u32, Ipv4Addr)> {
+    std::iter::once((BALANCER_GID, BALANCER_IP))
+        .chain((0..MAX_NODES).map(|i| (NODE_GID + i as u32, node_ip(i))))
+        .collect()
+}
+
+/// The balancer's address.
+pub const BALANCER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// The address of node slot `i`.
+pub fn node_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, 10 + (i % MAX_NODES) as u8)
+}
+
 fn client_cfg() -> ClientConfig {
     ClientConfig::default()
         .timeout(Duration::from_secs(1))
@@ -84,7 +102,7 @@ impl Cluster {
             path: dir.to_path_buf(),
             source,
         })?;
-        let ip = Ipv4Addr::new(127, 0, 0, 2);
+        let ip = BALANCER_IP;
         let mut balancer = Proc::new("balancer", ip, BALANCER_GID, bin, Vec::new(), dir)?;
         balancer.port = free_port(ip)?;
         balancer.set_args(
@@ -170,7 +188,10 @@ impl Cluster {
     /// Starts one more node (slot `nodes.len()`) joining as `role`; answers its slot.
     pub fn add_node(&mut self, role: Role) -> Result<usize> {
         let slot = self.nodes.len();
-        let ip = Ipv4Addr::new(127, 0, 0, 10 + slot as u8);
+        if slot >= MAX_NODES {
+            return Err(ChaosError::Cluster(format!("at most {MAX_NODES} nodes")));
+        }
+        let ip = node_ip(slot);
         let mut p = Proc::new(
             &format!("n{slot}"),
             ip,

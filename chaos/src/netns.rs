@@ -1,7 +1,8 @@
 //! The run's network: a network namespace the harness enters (unshare(CLONE_NEWNET)) with its
-//! own loopback, and link faults cut there with nftables rules that match the sending
-//! process by its group id (`meta skgid`) and the receiver by its 127.0.0.x address. Falls
-//! back to the host's loopback, with no link faults, where namespaces are refused.
+//! own loopback, where every process's outgoing connections are source-NATed to its own
+//! 127.0.0.x (matched by its group id, `meta skgid`), so link faults are nftables rules on
+//! sender group id and receiver address. Falls back to the host's loopback, with no link
+//! faults, where namespaces are refused.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -12,6 +13,9 @@ use crate::error::{ChaosError, Result};
 
 /// The group id the harness's own sockets (the workload clients) send with.
 pub const CLIENT_GID: u32 = 0;
+
+/// The address the harness's own sockets send from.
+pub const CLIENTS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 
 /// One link fault: packets sent by processes of group `from_gid` to `to` are dropped
 /// (all of them, or `loss_pct` percent).
@@ -78,7 +82,11 @@ impl Net {
     /// Moves the calling thread (and every thread and process it starts from now on) into a
     /// new network namespace with `lo` up, and prepares the nftables chain; falls back to
     /// the host's loopback when `isolate` is false or the kernel refuses.
-    pub fn enter(isolate: bool) -> Net {
+    ///
+    /// `identities` are the `(group id, address)` pairs of the processes to come: packets a
+    /// process sends leave from its own address, so a cut in either direction is a rule on
+    /// the sender's group id and the receiver's address.
+    pub fn enter(isolate: bool, identities: &[(u32, Ipv4Addr)]) -> Net {
         let mut net = Net {
             isolated: false,
             firewall: false,
@@ -104,9 +112,19 @@ impl Net {
             net.notes.push(format!("cannot bring lo up: {e}"));
             return net;
         }
-        let setup = "add table inet chaos\n\
-                     add chain inet chaos out { type filter hook output priority 0; policy accept; }\n";
-        match run("nft", &["-f", "-"], Some(setup)) {
+        // The filter runs before NAT's destination hook (-100): it sees replies still addressed
+        // to a process's own 127.0.0.x, not yet translated back to 127.0.0.1.
+        let mut setup = String::from(
+            "add table inet chaos\n\
+             add chain inet chaos out { type filter hook output priority -150; policy accept; }\n\
+             add chain inet chaos post { type nat hook postrouting priority 100; policy accept; }\n",
+        );
+        for (gid, ip) in identities {
+            setup.push_str(&format!(
+                "add rule inet chaos post meta skgid {gid} ip daddr 127.0.0.0/8 snat ip to {ip}\n"
+            ));
+        }
+        match run("nft", &["-f", "-"], Some(&setup)) {
             Ok(()) => net.firewall = true,
             Err(e) => net.notes.push(format!(
                 "nftables unavailable ({e}): no link faults (install nftables)"

@@ -11,7 +11,7 @@ use crate::cluster::{digest, Cluster, Spec, Target, BALANCER_GID, NODE_GID};
 use crate::counts::FINAL_CLIENT;
 use crate::error::Result;
 use crate::history::{Nanos, Op};
-use crate::netns::{Cut, Net, CLIENT_GID};
+use crate::netns::{Cut, Net, CLIENTS_IP, CLIENT_GID};
 use crate::schedule::{Fault, Window};
 use crate::workload::{self, since, Load};
 
@@ -94,7 +94,7 @@ impl Ctx {
     /// Enters the namespace (when `isolate`), starts the cluster, logs to `dir`.
     pub fn new(spec: Spec, load: Load, bin: &Path, dir: &Path, isolate: bool) -> Result<Ctx> {
         raise_memlock();
-        let net = Net::enter(isolate);
+        let net = Net::enter(isolate, &crate::cluster::identities());
         let notes = net.notes.clone();
         let cluster = Cluster::start(spec, bin, dir)?;
         Ok(Ctx {
@@ -192,11 +192,18 @@ impl Ctx {
                     self.notes.push(format!("skipped (no map): {fault}"));
                     return Ok(None);
                 };
-                self.net.add([Cut {
-                    from_gid: CLIENT_GID,
-                    to: self.cluster.nodes[p].ip,
-                    loss_pct: 100,
-                }])?;
+                self.net.add([
+                    Cut {
+                        from_gid: CLIENT_GID,
+                        to: self.cluster.nodes[p].ip,
+                        loss_pct: 100,
+                    },
+                    Cut {
+                        from_gid: Ctx::gid(Target::Node(p)),
+                        to: CLIENTS_IP,
+                        loss_pct: 100,
+                    },
+                ])?;
                 format!("{fault}: n{p}")
             }
             Fault::Minority(minority) => {
@@ -215,6 +222,11 @@ impl Ctx {
                         to: self.cluster.nodes[a].ip,
                         loss_pct: 100,
                     });
+                    cuts.push(Cut {
+                        from_gid: Ctx::gid(Target::Node(a)),
+                        to: CLIENTS_IP,
+                        loss_pct: 100,
+                    });
                 }
                 self.net.add(cuts)?;
                 fault.to_string()
@@ -229,6 +241,11 @@ impl Ctx {
                 cuts.push(Cut {
                     from_gid: CLIENT_GID,
                     to: self.cluster.nodes[a].ip,
+                    loss_pct: *pct,
+                });
+                cuts.push(Cut {
+                    from_gid: Ctx::gid(Target::Node(a)),
+                    to: CLIENTS_IP,
                     loss_pct: *pct,
                 });
                 self.net.add(cuts)?;
