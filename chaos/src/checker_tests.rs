@@ -195,6 +195,35 @@ fn compare_and_set_and_incr() {
 }
 
 #[test]
+fn counters_with_many_unknown_increments() {
+    let mut ops: Vec<Op> = (0..40).map(|i| incr(i, None, 10 * i as u64, 0)).collect();
+    ops.push(incr(99, Some(31), 1000, 1001));
+    ops.push(get(98, Some("31"), 1002, 1003));
+    assert!(is_lin(&ops), "30 of the 40 unknown increments took effect");
+    ops.push(incr(99, Some(45), 1004, 1005));
+    assert!(is_not(&ops), "only 40 unknown increments");
+    // An increment cannot take effect before it was invoked.
+    let early = vec![get(1, Some("1"), 0, 5), incr(0, None, 10, 0)];
+    assert!(is_not(&early));
+    // A read of an older count after a newer one was acknowledged.
+    let stale = vec![
+        incr(0, Some(1), 0, 1),
+        incr(0, Some(2), 2, 3),
+        get(1, Some("1"), 4, 5),
+    ];
+    assert!(is_not(&stale));
+    // Reads overlapping an increment may see either count.
+    let overlap = vec![
+        incr(0, Some(1), 0, 1),
+        incr(0, Some(2), 2, 10),
+        get(1, Some("1"), 3, 4),
+        get(2, Some("2"), 5, 6),
+        get(FINAL_CLIENT, Some("2"), 20, 21),
+    ];
+    assert!(is_lin(&overlap));
+}
+
+#[test]
 fn budget_gives_undecided() {
     // Many concurrent unknown writes, each observed once, then an impossible read: every
     // subset of the writes placed before each observation is explored.
@@ -286,4 +315,55 @@ fn synthetic_histories_are_linearizable_and_a_mutation_is_caught() {
     let n = c.counts();
     assert_eq!(n[&Kind::NotLinearizable], 1, "{:#?}", c.anomalies);
     assert!(n[&Kind::StaleRead] + n[&Kind::ResurrectedDelete] >= 1);
+}
+
+#[test]
+fn the_counter_greedy_agrees_with_the_general_search() {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+    let mut rng = SmallRng::seed_from_u64(3);
+    let (mut lin, mut not) = (0, 0);
+    for seed in 0..400 {
+        let shape = synth::Shape {
+            clients: 3,
+            keys: 1,
+            counters: 1,
+            duration_ns: 40_000,
+            op_ns: 3_000,
+            unknown: 0.15,
+            seed,
+        };
+        let mut ops: Vec<Op> = synth::history(&shape)
+            .into_iter()
+            .filter(|o| o.key == "c0")
+            .collect();
+        if ops.is_empty() {
+            continue;
+        }
+        // Half of them get one answer changed by one.
+        if seed % 2 == 1 {
+            let i = rng.gen_range(0..ops.len());
+            let delta = if rng.gen_bool(0.5) { 1 } else { -1 };
+            match &mut ops[i].outcome {
+                Outcome::Ok(Answer::Count(n)) => *n += delta,
+                Outcome::Ok(Answer::Value(v)) => {
+                    let n: i64 = v
+                        .as_deref()
+                        .map_or(0, |b| std::str::from_utf8(b).unwrap().parse().unwrap());
+                    *v = Some((n + 1).to_string().into_bytes());
+                }
+                _ => {}
+            }
+        }
+        let refs: Vec<&Op> = ops.iter().collect();
+        let greedy = crate::counter::check(&refs);
+        let general = crate::linear::search(&refs, 1_000_000);
+        match (greedy, general) {
+            (None, _) => {}
+            (Some(Verdict::Linearizable), Verdict::Linearizable) => lin += 1,
+            (Some(Verdict::NotLinearizable { .. }), Verdict::NotLinearizable { .. }) => not += 1,
+            (g, s) => panic!("seed {seed}: greedy {g:?}, search {s:?}\n{ops:#?}"),
+        }
+    }
+    assert!(lin > 100 && not > 50, "{lin} linearizable, {not} not");
 }

@@ -8,6 +8,7 @@
 pub mod anomaly;
 pub mod checker;
 pub mod cluster;
+pub mod counter;
 pub mod counts;
 pub mod error;
 pub mod font;

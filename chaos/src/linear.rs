@@ -134,6 +134,14 @@ enum Ev {
 /// operation) with the register's value: two different sets collide with probability about
 /// 2^-128 per pair, so a wrong "already explored" is negligible.
 pub fn check_key(ops: &[&Op], budget: usize) -> Verdict {
+    if let Some(v) = crate::counter::check(ops) {
+        return v;
+    }
+    search(ops, budget)
+}
+
+/// The general search (what [`check_key`] runs on keys that are not plain counters).
+pub(crate) fn search(ops: &[&Op], budget: usize) -> Verdict {
     let ops = relevant(ops);
     let n = ops.len();
     // Events: calls before returns at equal times (concurrent, the lenient reading).

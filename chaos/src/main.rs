@@ -105,6 +105,9 @@ fn bench_checker(minutes: f64, clients: u32, rate: u32, budget: usize) {
         c.anomalies.len(),
         peak_rss_mib()
     );
+    for a in c.anomalies.iter().take(3) {
+        print!("  {a}");
+    }
 }
 
 fn main() -> anyhow::Result<ExitCode> {
