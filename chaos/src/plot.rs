@@ -174,3 +174,59 @@ pub fn timeline(path: &Path, r: &RunReport) -> Result<()> {
         .map_err(|e| ChaosError::Plot(format!("{}: {e}", path.display())))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anomaly::{Anomaly, Kind, Promise};
+    use crate::run::Event;
+
+    #[test]
+    fn series_count_every_op_and_the_png_renders() {
+        let ops = crate::synth::history(&crate::synth::Shape {
+            clients: 4,
+            keys: 3,
+            counters: 1,
+            duration_ns: 5_000_000_000,
+            op_ns: 2_000_000,
+            unknown: 0.05,
+            seed: 9,
+        });
+        let mut checked = crate::checker::check(&ops, 100_000);
+        checked.add([Anomaly {
+            kind: Kind::StaleRead,
+            at: 2_500_000_000,
+            key: "r0".into(),
+            detail: "test".into(),
+            ops: Vec::new(),
+        }]);
+        let r = RunReport {
+            name: "test".into(),
+            seed: 1,
+            spec: crate::cluster::Spec::default(),
+            load: crate::workload::Load::default(),
+            promise: Promise::Strong,
+            schedule: Vec::new(),
+            events: vec![Event {
+                start: 1_000_000_000,
+                end: 2_000_000_000,
+                what: "pause n0".into(),
+            }],
+            ops,
+            checked,
+            notes: Vec::new(),
+            seconds: 5.0,
+            dir: std::env::temp_dir(),
+        };
+        let s = series(&r);
+        let total: f64 = s.ok.iter().chain(&s.errors).sum();
+        assert_eq!(total as usize, r.ops.len());
+        assert!(s.p99.iter().zip(&s.p50).all(|(a, b)| a >= b));
+        let path = std::env::temp_dir().join(format!("chaos-plot-{}.png", std::process::id()));
+        timeline(&path, &r).expect("draws");
+        let bytes = std::fs::read(&path).expect("written");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        assert!(bytes.len() > 5000, "{} bytes", bytes.len());
+    }
+}
