@@ -2,12 +2,13 @@
 //! faults applied and healed, and the finish — heal everything, let the cluster settle,
 //! compare copies by DIGEST, read every key once more, and check the history.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::anomaly::{Anomaly, Kind, Promise};
 use crate::checker::{check, Checked};
-use crate::cluster::{digest, Cluster, Spec, Target, BALANCER_GID, NODE_GID};
+use crate::cluster::{digest, Cluster, Place, Spec, Target, BALANCER_GID, NODE_GID};
 use crate::counts::FINAL_CLIENT;
 use crate::error::Result;
 use crate::history::{Nanos, Op};
@@ -303,6 +304,36 @@ impl Ctx {
         true
     }
 
+    /// Records a [`Kind::MembershipReshuffled`] anomaly when a member present `before` a
+    /// balancer fault has another id, group or role `after` it; answers whether one did.
+    pub fn compare_places(
+        &mut self,
+        before: &BTreeMap<String, Place>,
+        after: &BTreeMap<String, Place>,
+        at: Nanos,
+        fault: &str,
+    ) -> bool {
+        let moved: Vec<String> = before
+            .iter()
+            .filter(|(addr, p)| after.get(*addr) != Some(p))
+            .map(|(addr, p)| format!("{addr}: {p:?} -> {:?}", after.get(addr)))
+            .collect();
+        if moved.is_empty() {
+            return false;
+        }
+        self.extra.push(Anomaly {
+            kind: Kind::MembershipReshuffled,
+            at,
+            key: String::new(),
+            detail: format!(
+                "after {fault}, members changed (id, group, role): {}",
+                moved.join("; ")
+            ),
+            ops: Vec::new(),
+        });
+        true
+    }
+
     /// Heals everything, lets the cluster settle, compares copies by DIGEST, reads every
     /// workload key once more, and checks the history.
     pub fn finish(
@@ -413,6 +444,16 @@ pub fn random_run(
     let running = workload::start(&ctx.load, &ctx.cluster.balancer_addr(), ctx.start);
     for w in &schedule {
         sleep_until(ctx.start, w.start);
+        // A balancer that is killed or paused must come back with the same members, groups
+        // and roles: compare the map around the fault.
+        let on_balancer = matches!(
+            w.fault,
+            Fault::Kill(Target::Balancer) | Fault::Pause(Target::Balancer)
+        );
+        let before = on_balancer
+            .then(|| ctx.cluster.map().ok().map(|m| Cluster::places(&m)))
+            .flatten();
+        let t0 = ctx.now();
         let applied = ctx.apply(&w.fault)?;
         sleep_until(ctx.start, w.end);
         if let Some(a) = applied {
@@ -420,6 +461,9 @@ pub fn random_run(
                 ctx.notes.push(format!("healing {}: {e}", w.fault));
             }
             ctx.recover(Duration::from_secs(30));
+        }
+        if let (Some(before), Ok(m)) = (before, ctx.cluster.map()) {
+            ctx.compare_places(&before, &Cluster::places(&m), t0, &w.fault.to_string());
         }
     }
     sleep_until(ctx.start, seconds);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ringcache_client::ClientConfig;
 use ringcache_cluster::Role;
 
-use crate::anomaly::{Anomaly, Kind, Promise};
+use crate::anomaly::Promise;
 use crate::checker::DEFAULT_BUDGET;
 use crate::cluster::{stat, Cluster, Spec, Target};
 use crate::error::{ChaosError, Result};
@@ -265,23 +265,8 @@ fn balancer_restart(ctx: &mut Ctx) -> Result<()> {
             &format!("kill -9 balancer and restart (round {round})"),
         );
         let after = Cluster::places(&ctx.cluster.map()?);
-        let moved: Vec<String> = before
-            .iter()
-            .filter(|(addr, p)| after.get(*addr) != Some(p))
-            .map(|(addr, p)| format!("{addr}: {p:?} -> {:?}", after.get(addr)))
-            .collect();
-        if !moved.is_empty() || !recovered {
-            let detail = format!(
-                "after a balancer restart (round {round}, {groups} groups) members changed id, group or role: {}",
-                moved.join("; ")
-            );
-            ctx.extra.push(Anomaly {
-                kind: Kind::MembershipReshuffled,
-                at: t0,
-                key: String::new(),
-                detail,
-                ops: Vec::new(),
-            });
+        let what = format!("a balancer restart (round {round}, {groups} groups)");
+        if ctx.compare_places(&before, &after, t0, &what) || !recovered {
             break;
         }
         std::thread::sleep(Duration::from_secs(2));
