@@ -113,19 +113,22 @@ impl Proc {
                 path: self.log.clone(),
                 source,
             })?;
-        let child = Command::new(&self.bin)
-            .args(&self.args)
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(&self.args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .gid(self.gid)
-            .spawn()
-            .map_err(|source| ChaosError::Spawn {
-                what: format!("{} ({})", self.name, self.bin.display()),
-                source,
-            })?;
+            .stderr(Stdio::from(log));
+        // SAFETY: geteuid(2) has no side effects. Only root may take another group id (which
+        // link faults match); others run as themselves, without link faults.
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.gid(self.gid);
+        }
+        let child = cmd.spawn().map_err(|source| ChaosError::Spawn {
+            what: format!("{} ({})", self.name, self.bin.display()),
+            source,
+        })?;
         self.child = Some(child);
         self.paused = false;
         let addr = (self.ip, self.port);
