@@ -86,6 +86,23 @@ pub fn text(r: &RunReport) -> String {
         };
         let _ = writeln!(s, "  {:<42} {n}{flag}", k.label());
     }
+    // When each kind showed (to the second), to tell which fault window it falls in.
+    for (k, n) in r.checked.counts() {
+        if n == 0 {
+            continue;
+        }
+        let mut at: Vec<u64> = r
+            .checked
+            .anomalies
+            .iter()
+            .filter(|a| a.kind == k)
+            .map(|a| a.at / 1_000_000_000)
+            .collect();
+        at.dedup();
+        let shown: Vec<String> = at.iter().take(20).map(|t| format!("{t}s")).collect();
+        let more = if at.len() > 20 { " ..." } else { "" };
+        let _ = writeln!(s, "  {} at: {}{more}", k.label(), shown.join(" "));
+    }
     let bad = r.violations();
     if bad.is_empty() {
         let _ = writeln!(s, "verdict: PASS (no anomaly breaks the promise)");
