@@ -26,12 +26,43 @@ fn not_lin(op: &Op, state: i64) -> Verdict {
     }
 }
 
+/// Adds to a verdict the ops that made or read the counts around `state`.
+fn with_context(v: Verdict, ops: &[&Op]) -> Verdict {
+    let Verdict::NotLinearizable { op, state, .. } = v else {
+        return v;
+    };
+    let n: i64 = state
+        .as_deref()
+        .and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
+        .unwrap_or(0);
+    let near = |o: &&&Op| match &o.outcome {
+        Outcome::Ok(Answer::Count(c)) => (n - 1..=n + 1).contains(c),
+        Outcome::Ok(Answer::Value(Some(b))) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|t| t.parse::<i64>().ok())
+            .is_some_and(|c| (n - 1..=n + 1).contains(&c)),
+        _ => false,
+    };
+    let before = ops
+        .iter()
+        .filter(near)
+        .filter(|o| **o != &op)
+        .take(8)
+        .map(|o| (*o).clone())
+        .collect();
+    Verdict::NotLinearizable { op, state, before }
+}
+
 /// Checks a key whose operations are only INCR and GET (`None` when the key has others, or a
 /// read of a non-number: the general search applies).
 pub fn check(ops: &[&Op]) -> Option<Verdict> {
     if !ops.iter().any(|o| matches!(o.kind, OpKind::Incr)) {
         return None;
     }
+    greedy(ops).map(|v| with_context(v, ops))
+}
+
+fn greedy(ops: &[&Op]) -> Option<Verdict> {
     let mut values: BTreeMap<i64, Value> = BTreeMap::new();
     let mut unknown: Vec<Nanos> = Vec::new();
     for o in ops {

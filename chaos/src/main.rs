@@ -184,7 +184,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Err(e) => println!("timeline: not drawn ({e})"),
     }
     println!("logs and report: {}", out.display());
-    if report.ops.len() <= 200_000 {
+    if report.ops.len() <= 2_000_000 {
         let lines: Vec<String> = report.ops.iter().map(ToString::to_string).collect();
         std::fs::write(out.join("history.txt"), lines.join("\n") + "\n")
             .with_context(|| format!("writing {}", out.display()))?;
