@@ -37,6 +37,7 @@
 
 mod client;
 mod cluster;
+mod codec;
 mod config;
 mod conn;
 mod error;
@@ -45,10 +46,15 @@ mod pipeline;
 mod reply;
 mod route;
 
+#[cfg(feature = "tokio")]
+mod async_client;
+#[cfg(feature = "tokio")]
+pub use async_client::{AsyncClient, AsyncPipeline, WriteStats};
+
 pub use client::Client;
 pub use config::{
-    ClientConfig, ReadFrom, DEFAULT_FAILOVER_TIMEOUT, DEFAULT_IDLE_CHECK, DEFAULT_MAX_REPLY,
-    DEFAULT_TIMEOUT,
+    ClientConfig, ReadFrom, DEFAULT_FAILOVER_TIMEOUT, DEFAULT_IDLE_CHECK, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_REPLY, DEFAULT_TIMEOUT,
 };
 pub use error::ClientError;
 pub use pipeline::Pipeline;
