@@ -1,0 +1,203 @@
+//! `async-client-report`: many tokio tasks issuing W2's GET/SET against one running node,
+//! through one shared `AsyncClient` and through redis-rs's `MultiplexedConnection` to the
+//! node's RESP port, in alternating rounds of one run; prints ops/s and client CPU per request.
+//!
+//! ```text
+//! cargo build --release -p ringcache --bin ringcache -p ringcache-bench --bin async-client-report
+//! taskset -c 1 target/release/ringcache node --port 7379 --cores 1 --memory 1g &
+//! taskset -c 0 target/release/async-client-report --port 7379 --prefill
+//! ```
+//!
+//! Flags: `--port` (7379), `--tasks` (1000), `--secs` per round (5), `--rounds` per client (3),
+//! `--keys` (1000000), `--get-ratio` (0.9), `--threads` of the tokio runtime (1), `--prefill`.
+
+mod load;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use load::{measure, prefill, Side, Workload};
+
+/// The report's settings, from the command line.
+#[derive(Debug, Clone)]
+struct Args {
+    port: u16,
+    tasks: usize,
+    secs: f64,
+    rounds: usize,
+    keys: u64,
+    get_ratio: f64,
+    threads: usize,
+    prefill: bool,
+}
+
+/// Parses `--flag value` pairs and `--prefill`; answers a message for anything else.
+fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut a = Args {
+        port: 7379,
+        tasks: 1000,
+        secs: 5.0,
+        rounds: 3,
+        keys: 1_000_000,
+        get_ratio: 0.9,
+        threads: 1,
+        prefill: false,
+    };
+    fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
+        let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
+        v.parse()
+            .map_err(|_| format!("{flag}: '{v}' is not a valid number"))
+    }
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--port" => a.port = num(&flag, it.next())?,
+            "--tasks" => a.tasks = num(&flag, it.next())?,
+            "--secs" => a.secs = num(&flag, it.next())?,
+            "--rounds" => a.rounds = num(&flag, it.next())?,
+            "--keys" => a.keys = num(&flag, it.next())?,
+            "--get-ratio" => a.get_ratio = num(&flag, it.next())?,
+            "--threads" => a.threads = num(&flag, it.next())?,
+            "--prefill" => a.prefill = true,
+            "-h" | "--help" => return Err(help()),
+            other => return Err(format!("unknown argument '{other}'\n{}", help())),
+        }
+    }
+    if a.tasks == 0 || a.rounds == 0 || a.keys == 0 || a.threads == 0 || a.secs <= 0.0 {
+        return Err("--tasks, --rounds, --keys, --threads and --secs must be positive".into());
+    }
+    if !(0.0..=1.0).contains(&a.get_ratio) {
+        return Err("--get-ratio must be within 0..=1".into());
+    }
+    Ok(a)
+}
+
+fn help() -> String {
+    "usage: async-client-report [--port 7379] [--tasks 1000] [--secs 5] [--rounds 3] \
+     [--keys 1000000] [--get-ratio 0.9] [--threads 1] [--prefill]"
+        .into()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
+    };
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(&args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("async-client-report: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args) -> Result<(), String> {
+    let addr = format!("127.0.0.1:{}", args.port);
+    let w = Workload {
+        keys: args.keys,
+        get_ratio: args.get_ratio,
+        tasks: args.tasks,
+        duration: Duration::from_secs_f64(args.secs),
+    };
+    let sides = [
+        Side::connect_async(&addr).await?,
+        Side::connect_redis(&addr).await?,
+    ];
+    if args.prefill {
+        eprintln!("prefilling {} keys ...", args.keys);
+        prefill(&sides[0], args.keys).await?;
+    }
+    // A short warm-up of each side: connections open, caches and allocators settle.
+    for s in &sides {
+        let warm = Workload {
+            duration: Duration::from_millis(500),
+            ..w
+        };
+        measure(s, &warm, 0).await;
+    }
+    let mut runs: Vec<Vec<load::Round>> = vec![Vec::new(); sides.len()];
+    for round in 0..args.rounds {
+        for (i, s) in sides.iter().enumerate() {
+            let r = measure(s, &w, round as u64 + 1).await;
+            eprintln!(
+                "round {}: {:<16} {:>10.0} ops/s  {:>6.2} µs CPU/op  {} errors",
+                round + 1,
+                s.name(),
+                r.ops_per_sec(),
+                r.cpu_us_per_op(),
+                r.errors
+            );
+            runs[i].push(r);
+        }
+    }
+    let ops: Vec<f64> = runs
+        .iter()
+        .map(|r| median(r.iter().map(load::Round::ops_per_sec).collect()))
+        .collect();
+    let cpu: Vec<f64> = runs
+        .iter()
+        .map(|r| median(r.iter().map(load::Round::cpu_us_per_op).collect()))
+        .collect();
+    let errors: Vec<u64> = runs
+        .iter()
+        .map(|r| r.iter().map(|x| x.errors).sum())
+        .collect();
+    println!(
+        "## Async client: {} tokio tasks ({} runtime thread(s)), W2 ({} keys, {:.0}% GET, \
+         16-byte keys, 32-byte values), {} rounds of {} s per client, alternating\n",
+        args.tasks,
+        args.threads,
+        args.keys,
+        args.get_ratio * 100.0,
+        args.rounds,
+        args.secs
+    );
+    println!("| client | ops/s (median) | client CPU µs/request (median) | errors |");
+    println!("|---|---:|---:|---:|");
+    for (i, s) in sides.iter().enumerate() {
+        println!(
+            "| {} | {:.0} | {:.2} | {} |",
+            s.name(),
+            ops[i],
+            cpu[i],
+            errors[i]
+        );
+    }
+    let ratio = ops[0] / ops[1];
+    let verdict = if ratio >= 1.5 { "PASS" } else { "MISS" };
+    println!(
+        "\nAsyncClient / redis-rs: {ratio:.2}x ops/s (target >= 1.5x: {verdict}), \
+         {:.2}x less client CPU per request",
+        cpu[1] / cpu[0]
+    );
+    Ok(())
+}
