@@ -157,14 +157,14 @@ fn futures_dropped_at_random_points_leave_every_later_request_correct() {
         let cfg = ClientConfig::default().max_in_flight(64);
         let c = AsyncClient::connect_with(&addr(&node), cfg).await.unwrap();
         c.warm_up().await.unwrap();
-        let mut dropped = 0;
+        let (mut dropped, mut finished) = (0, 0);
         for round in 0..10u64 {
             let tasks: Vec<_> = (0..500u64)
                 .map(|i| {
                     let c = c.clone();
-                    // A pseudo-random budget of 0 to ~400 µs: some requests finish, the
-                    // others are dropped waiting for room, queued, or sent and unanswered.
-                    let budget = Duration::from_micros((round * 7919 + i * 104_729) % 400);
+                    // A pseudo-random budget of 0 to 30 ms: some requests finish, the others
+                    // are dropped waiting for room, queued, or sent and unanswered.
+                    let budget = Duration::from_micros((round * 7919 + i * 104_729) % 30_000);
                     tokio::spawn(async move {
                         let key = format!("drop:{round}:{i}");
                         let work = async {
@@ -179,13 +179,14 @@ fn futures_dropped_at_random_points_leave_every_later_request_correct() {
                 match t.await.unwrap() {
                     Err(_) => dropped += 1,
                     Ok(r) => {
-                        let got = r.unwrap();
-                        assert!(got.is_some());
+                        assert!(r.unwrap().is_some());
+                        finished += 1;
                     }
                 }
             }
         }
         assert!(dropped > 0, "no future was dropped mid-request");
+        assert!(finished > 0, "no request finished within its budget");
         // Every later request, from many tasks at once, gets its own answer.
         let tasks: Vec<_> = (0..1000)
             .map(|i| {
@@ -202,7 +203,7 @@ fn futures_dropped_at_random_points_leave_every_later_request_correct() {
             assert_eq!(got, Some(format!("v{i}").into_bytes()));
         }
         assert_eq!(c.open_connections(), 3, "a connection was replaced");
-        eprintln!("{dropped} of 5000 futures dropped mid-request");
+        eprintln!("{dropped} of 5000 futures dropped mid-request, {finished} finished");
     });
 }
 
@@ -226,31 +227,38 @@ fn a_primary_killed_under_load_every_task_finishes_or_gets_a_typed_error() {
         let replica = before.groups[0].replicas[0];
         let victim_port = before.member(victim_id).unwrap().main_port;
 
+        let map = std::sync::Arc::new(before.clone());
         let start = Instant::now();
         let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
         // 1000 tasks, each writing and reading its own keys for 4 s; the primary of group
         // 0 dies after the first second.
         let tasks: Vec<_> = (0..1000)
             .map(|i| {
-                let c = c.clone();
+                let (c, map) = (c.clone(), map.clone());
                 tokio::spawn(async move {
-                    let (mut ok, mut errors) = (0u64, Vec::new());
+                    let (mut ok, mut late, mut errors) = (0u64, 0u64, Vec::new());
                     let mut n = 0u64;
                     while start.elapsed() < Duration::from_secs(4) {
                         n += 1;
                         let key = format!("fo:{i}:{}", n % 8);
                         let value = format!("{i}:{n}");
+                        let after_kill = start.elapsed() > Duration::from_secs(2);
                         let r = async {
                             c.set(&key, &value).await?;
                             c.get(&key).await
                         };
                         match r.await {
-                            Ok(Some(v)) if v == value.as_bytes() => ok += 1,
+                            Ok(Some(v)) if v == value.as_bytes() => {
+                                ok += 1;
+                                if after_kill && map.group_for_key(key.as_bytes()) == Some(group) {
+                                    late += 1;
+                                }
+                            }
                             Ok(other) => panic!("task {i} read {other:?} after writing {value}"),
                             Err(e) => errors.push(e),
                         }
                     }
-                    (ok, errors)
+                    (ok, late, errors)
                 })
             })
             .collect();
@@ -262,19 +270,21 @@ fn a_primary_killed_under_load_every_task_finishes_or_gets_a_typed_error() {
         signal(cluster.node(victim_port), libc::SIGKILL);
         killer.await.unwrap();
 
-        let (mut ok, mut errors) = (0u64, Vec::new());
+        let (mut ok, mut late, mut errors) = (0u64, 0u64, Vec::new());
         for t in tasks {
             // Each task stops starting requests at 4 s; one request may then take the
             // failover budget and a timeout: 30 s means it hung.
-            let (o, e) = tokio::time::timeout(Duration::from_secs(30), t)
+            let (o, l, e) = tokio::time::timeout(Duration::from_secs(30), t)
                 .await
                 .expect("a task hung")
                 .unwrap();
             ok += o;
+            late += l;
             errors.extend(e);
         }
         eprintln!(
-            "failover under load: {ok} set+get pairs ok, {} typed errors in {:?}",
+            "failover under load: {ok} set+get pairs ok ({late} on the killed primary's group \
+             1 s after the kill), {} typed errors in {:?}",
             errors.len(),
             start.elapsed()
         );
@@ -292,6 +302,10 @@ fn a_primary_killed_under_load_every_task_finishes_or_gets_a_typed_error() {
             );
         }
         assert!(ok > 1000, "the load made little progress: {ok}");
+        assert!(
+            late > 0,
+            "no write and read of the killed primary's group succeeded after it"
+        );
 
         // The replica took over, and the same client writes and reads that group's keys.
         let after = c.refresh_map().await.unwrap();

@@ -151,6 +151,7 @@ macro_rules! batch_builders {
         }
     };
 }
+#[cfg(feature = "tokio")]
 pub(crate) use batch_builders;
 
 /// A batch of commands collected with the builder methods and sent by [`Pipeline::execute`].

@@ -11,7 +11,6 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Instant;
 
 use ringcache_proto::{Command, Limits, Topology};
 use tokio::net::lookup_host;
@@ -320,13 +319,27 @@ impl AsyncClient {
         slot: usize,
         cmd: &Command<'_>,
     ) -> Result<Reply, ClientError> {
-        let retry = self.inner.cfg.retry_idempotent && idempotent(cmd);
-        match self.request(slot, Req::Cmd(cmd)).await {
-            Err(e) if resend_part(&e, true, retry, true) => self
-                .request(slot, Req::Cmd(cmd))
+        let (slot, epoch) = self.slot(slot)?;
+        self.call_on(&slot, epoch, cmd).await
+    }
+
+    /// [`AsyncClient::call_slot`] on a slot in hand, with the map epoch to send.
+    async fn call_on(
+        &self,
+        slot: &Slot,
+        epoch: u32,
+        cmd: &Command<'_>,
+    ) -> Result<Reply, ClientError> {
+        let once = || async {
+            let conn = self.conn(slot).await?;
+            conn.call(Req::Cmd(cmd), epoch)
                 .await
-                .and_then(mux::Answer::into_reply),
-            r => r.and_then(mux::Answer::into_reply),
+                .and_then(mux::Answer::into_reply)
+        };
+        let retry = self.inner.cfg.retry_idempotent && idempotent(cmd);
+        match once().await {
+            Err(e) if resend_part(&e, true, retry, true) => once().await,
+            r => r,
         }
     }
 
@@ -339,11 +352,24 @@ impl AsyncClient {
     /// A single-key (or keyless) request, to the key's core; in cluster mode with redirects,
     /// failover and replica reads as [`AsyncClient::run_cluster`] does them.
     pub(crate) async fn keyed(&self, cmd: &Command<'_>) -> Result<Reply, ClientError> {
-        if self.is_cluster() {
-            return self.run_one_cluster(cmd.clone()).await;
+        // One look at the state: cluster mode, or the key's core slot and the epoch.
+        let target = {
+            let st = self.inner.read();
+            if st.cluster.is_some() {
+                None
+            } else {
+                let cores = u32::try_from(st.topology.cores.len()).unwrap_or(u32::MAX);
+                let slot = cmd.key().map_or(MAIN, |k| route::key_slot(k, cores));
+                Some(st.slots.get(slot).cloned().map(|s| (s, st.epoch)))
+            }
+        };
+        match target {
+            None => self.run_one_cluster(cmd.clone()).await,
+            Some(Some((slot, epoch))) => self.call_on(&slot, epoch, cmd).await,
+            Some(None) => Err(ClientError::Protocol(
+                "no connection slot for the key's core".into(),
+            )),
         }
-        let slot = cmd.key().map_or(MAIN, |k| route::key_slot(k, self.cores()));
-        self.call_slot(slot, cmd).await
     }
 
     /// A request that may span cores, split per core and merged.
@@ -405,7 +431,7 @@ impl AsyncClient {
     }
 
     /// Sends parts `todo` (grouped per connection, each group queued at once) and waits for
-    /// their replies until one read timeout after the last was queued. Fills `results`;
+    /// their replies (each within the read timeout). Fills `results`;
     /// answers the failures as (part, error, whether it may have reached the server).
     async fn send_parts(
         &self,
@@ -446,14 +472,9 @@ impl AsyncClient {
             }
             waiting.push((conn, sent));
         }
-        let deadline = Instant::now() + self.inner.cfg.read_timeout;
         for (conn, sent) in waiting {
             for (p, s) in sent {
-                match conn
-                    .wait(s, deadline)
-                    .await
-                    .and_then(mux::Answer::into_reply)
-                {
+                match conn.wait(s).await.and_then(mux::Answer::into_reply) {
                     Err(e) if e.is_connection_broken() => failed.push((p, e, true)),
                     r => results[p] = Some(r),
                 }

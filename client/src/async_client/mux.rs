@@ -4,10 +4,11 @@
 //!
 //! At most `window` requests are in flight (sent or queued, not yet answered): a caller
 //! waits for a permit beyond that (back-pressure). A caller that gives up (its future is
-//! dropped, or it timed out) leaves the connection as it was: the reply, when it comes, is
-//! read and discarded.
+//! dropped) leaves the connection as it was: the reply, when it comes, is read and discarded.
+//! Read timeouts are kept by one watchdog task per connection, not a timer per request.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -87,13 +88,38 @@ pub(crate) enum Req<'r> {
 /// A caller waiting for the reply to one request; holds one permit of the window.
 struct Waiter {
     tx: oneshot::Sender<Result<Answer, ClientError>>,
+    /// When the watchdog answers it with a timeout.
+    deadline: Instant,
     _permit: OwnedSemaphorePermit,
 }
+
+/// Hashes request ids (unique, mostly consecutive) with one multiplication.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Waiters by request id.
+type Waiters = HashMap<u64, Waiter, BuildHasherDefault<IdHasher>>;
 
 /// What callers, the writer and the reader share under one lock.
 struct Table {
     /// Requests sent or queued and not answered yet, by request id.
-    waiters: HashMap<u64, Waiter>,
+    waiters: Waiters,
     /// Encoded requests the writer has not taken yet.
     wbuf: BytesMut,
     /// Frames in `wbuf`.
@@ -167,7 +193,6 @@ impl Shared {
 /// A request queued on a connection, to be awaited with [`MuxConn::wait`].
 #[derive(Debug)]
 pub(crate) struct Sent {
-    id: u64,
     rx: oneshot::Receiver<Result<Answer, ClientError>>,
 }
 
@@ -211,7 +236,7 @@ impl MuxConn {
         let shared = Arc::new(Shared {
             addr,
             table: Mutex::new(Table {
-                waiters: HashMap::new(),
+                waiters: Waiters::default(),
                 wbuf: BytesMut::with_capacity(INITIAL_BUF),
                 queued: 0,
                 next_id: 1,
@@ -227,7 +252,12 @@ impl MuxConn {
         });
         let writer = tokio::spawn(write_loop(shared.clone(), wr, cfg.write_timeout));
         let reader = tokio::spawn(read_loop(shared.clone(), rd, reply_limits));
-        lock(&shared.tasks).extend([writer.abort_handle(), reader.abort_handle()]);
+        let watchdog = tokio::spawn(watchdog(Arc::downgrade(&shared), cfg.read_timeout));
+        lock(&shared.tasks).extend([
+            writer.abort_handle(),
+            reader.abort_handle(),
+            watchdog.abort_handle(),
+        ]);
         let window_size = cfg.max_in_flight.max(1);
         let conn = Arc::new(MuxConn {
             shared,
@@ -261,12 +291,66 @@ impl MuxConn {
 
     /// Sends one request and waits for its answer (within the read timeout).
     pub(crate) async fn call(&self, req: Req<'_>, epoch: u32) -> Result<Answer, ClientError> {
-        let sent = self.submit(&[req], epoch).await.pop();
-        match sent {
-            Some(Ok(s)) => self.wait(s, Instant::now() + self.read_timeout).await,
-            Some(Err(e)) => Err(e),
-            None => Err(ClientError::Protocol("no request".into())),
+        let permit = match self.window.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => self.acquire(1).await?,
+        };
+        let sent = {
+            let mut t = lock(&self.shared.table);
+            if let Some(e) = &t.dead {
+                return Err(e.clone());
+            }
+            let deadline = Instant::now() + self.read_timeout;
+            let sent = self.queue(&mut t, req, epoch, deadline, permit)?;
+            self.shared.wake.notify_one();
+            sent
+        };
+        self.wait(sent).await
+    }
+
+    /// Waits for `n` permits of the window, at most the write timeout.
+    async fn acquire(&self, n: usize) -> Result<OwnedSemaphorePermit, ClientError> {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        let acquire = self.window.clone().acquire_many_owned(n);
+        match tokio::time::timeout(self.write_timeout, acquire).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(self.shared.closed_err()),
+            Err(_) => Err(ClientError::Timeout {
+                addr: self.shared.addr.to_string(),
+                after: self.write_timeout,
+            }),
         }
+    }
+
+    /// Encodes `req` into the write buffer and registers its waiter (with one permit);
+    /// on error nothing is queued and the permit goes back.
+    fn queue(
+        &self,
+        t: &mut Table,
+        req: Req<'_>,
+        epoch: u32,
+        deadline: Instant,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Sent, ClientError> {
+        let id = t.next_id;
+        match req {
+            Req::Cmd(cmd) => encode_checked(&mut t.wbuf, id, epoch, cmd, &self.limits)?,
+            Req::Control { opcode, body } => {
+                control::encode_control(&mut t.wbuf, opcode, false, id, epoch, body)
+            }
+        }
+        t.next_id = next_request_id(id);
+        t.queued += 1;
+        let (tx, rx) = oneshot::channel();
+        t.waiters.insert(
+            id,
+            Waiter {
+                tx,
+                deadline,
+                _permit: permit,
+            },
+        );
+        Ok(Sent { rx })
     }
 
     /// Queues requests with map epoch `epoch`, each batch of up to the window's size in one
@@ -281,19 +365,13 @@ impl MuxConn {
         let mut out = Vec::with_capacity(reqs.len());
         for chunk in reqs.chunks(self.window_size) {
             let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
-            let acquire = self.window.clone().acquire_many_owned(n);
-            let mut permits = match tokio::time::timeout(self.write_timeout, acquire).await {
-                Ok(Ok(p)) => p,
-                Ok(Err(_)) => {
-                    let e = self.shared.closed_err();
-                    out.extend(chunk.iter().map(|_| Err(e.clone())));
-                    continue;
-                }
-                Err(_) => {
-                    let e = ClientError::Timeout {
-                        addr: self.shared.addr.to_string(),
-                        after: self.write_timeout,
-                    };
+            let permits = match self.window.clone().try_acquire_many_owned(n) {
+                Ok(p) => Ok(p),
+                Err(_) => self.acquire(chunk.len()).await,
+            };
+            let mut permits = match permits {
+                Ok(p) => p,
+                Err(e) => {
                     out.extend(chunk.iter().map(|_| Err(e.clone())));
                     continue;
                 }
@@ -305,60 +383,70 @@ impl MuxConn {
                 out.extend(chunk.iter().map(|_| Err(e.clone())));
                 continue;
             }
-            let t = &mut *t;
+            let deadline = Instant::now() + self.read_timeout;
             for req in chunk {
-                let id = t.next_id;
-                let encoded = match req {
-                    Req::Cmd(cmd) => encode_checked(&mut t.wbuf, id, epoch, cmd, &self.limits),
-                    Req::Control { opcode, body } => {
-                        control::encode_control(&mut t.wbuf, *opcode, false, id, epoch, body);
-                        Ok(())
-                    }
-                };
-                if let Err(e) = encoded {
-                    out.push(Err(e));
+                // One permit per request; those of requests not queued go back with `permits`.
+                let Some(permit) = permits.split(1) else {
+                    out.push(Err(ClientError::Protocol("no permit left".into())));
                     continue;
-                }
-                t.next_id = next_request_id(id);
-                t.queued += 1;
-                // One permit per request; the rest go back when `permits` is dropped.
-                let permit = permits.split(1).unwrap_or_else(|| {
-                    unreachable!("a batch takes one permit per request, no more")
-                });
-                let (tx, rx) = oneshot::channel();
-                t.waiters.insert(
-                    id,
-                    Waiter {
-                        tx,
-                        _permit: permit,
-                    },
-                );
-                out.push(Ok(Sent { id, rx }));
+                };
+                out.push(self.queue(&mut t, *req, epoch, deadline, permit));
             }
+            drop(t);
             self.shared.wake.notify_one();
         }
         out
     }
 
-    /// Waits for the answer to `sent` until `deadline`. A request still unanswered then gives
-    /// up its place (its reply will be discarded), and a connection that received nothing
-    /// for a whole read timeout is closed as dead.
-    pub(crate) async fn wait(&self, sent: Sent, deadline: Instant) -> Result<Answer, ClientError> {
-        let Sent { id, rx } = sent;
-        match tokio::time::timeout_at(deadline.into(), rx).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(self.shared.closed_err()),
-            Err(_) => {
-                lock(&self.shared.table).waiters.remove(&id);
-                let err = ClientError::Timeout {
-                    addr: self.shared.addr.to_string(),
-                    after: self.read_timeout,
-                };
-                if self.shared.since_rx() >= self.read_timeout {
-                    self.shared.die(err.clone());
-                }
-                Err(err)
+    /// Waits for the answer to `sent`: the reply, the server's error, a timeout from the
+    /// watchdog, or the error that closed the connection.
+    pub(crate) async fn wait(&self, sent: Sent) -> Result<Answer, ClientError> {
+        match sent.rx.await {
+            Ok(answer) => answer,
+            Err(_) => Err(self.shared.closed_err()),
+        }
+    }
+}
+
+/// Answers the waiters whose deadline passed with a timeout (their replies will be
+/// discarded), every eighth of the read timeout; a connection that received nothing for a
+/// whole read timeout while requests waited is closed as dead. Ends with the connection.
+async fn watchdog(shared: std::sync::Weak<Shared>, read_timeout: Duration) {
+    let tick = (read_timeout / 8).clamp(Duration::from_millis(1), Duration::from_millis(100));
+    let mut expired = Vec::new();
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        {
+            let mut t = lock(&shared.table);
+            if t.dead.is_some() {
+                return;
             }
+            if t.waiters.values().any(|w| w.deadline <= now) {
+                let late: Vec<u64> = t
+                    .waiters
+                    .iter()
+                    .filter(|(_, w)| w.deadline <= now)
+                    .map(|(id, _)| *id)
+                    .collect();
+                expired.extend(late.iter().filter_map(|id| t.waiters.remove(id)));
+            }
+        }
+        if expired.is_empty() {
+            continue;
+        }
+        let err = ClientError::Timeout {
+            addr: shared.addr.to_string(),
+            after: read_timeout,
+        };
+        for w in expired.drain(..) {
+            let _ = w.tx.send(Err(err.clone()));
+        }
+        if shared.since_rx() >= read_timeout {
+            shared.die(err);
         }
     }
 }
@@ -408,6 +496,7 @@ async fn write_loop(shared: Arc<Shared>, mut wr: OwnedWriteHalf, write_timeout: 
 async fn read_loop(shared: Arc<Shared>, mut rd: OwnedReadHalf, limits: Limits) {
     let mut rbuf = BytesMut::with_capacity(INITIAL_BUF);
     let mut answers: Vec<(u64, Result<Answer, ClientError>)> = Vec::new();
+    let mut ready = Vec::new();
     loop {
         let need = loop {
             match frame_status(&rbuf, &limits, &shared.addr) {
@@ -421,19 +510,19 @@ async fn read_loop(shared: Arc<Shared>, mut rd: OwnedReadHalf, limits: Limits) {
                     match decode_reply(&h, body, &limits, &shared.addr) {
                         Ok((id, reply)) => answers.push((id, reply.map(Answer::Reply))),
                         Err(e) => {
-                            deliver(&shared, &mut answers);
+                            deliver(&shared, &mut answers, &mut ready);
                             return shared.die(e);
                         }
                     }
                 }
                 Ok(FrameStatus::Need(n)) => break n,
                 Err(e) => {
-                    deliver(&shared, &mut answers);
+                    deliver(&shared, &mut answers, &mut ready);
                     return shared.die(e);
                 }
             }
         };
-        deliver(&shared, &mut answers);
+        deliver(&shared, &mut answers, &mut ready);
         rbuf.reserve(need.saturating_sub(rbuf.len()).max(MIN_READ));
         match rd.read_buf(&mut rbuf).await {
             Ok(0) => return shared.die(shared.closed_err()),
@@ -449,11 +538,14 @@ async fn read_loop(shared: Arc<Shared>, mut rd: OwnedReadHalf, limits: Limits) {
 
 /// Hands answers to their callers; an answer nobody waits for (the caller gave up) is
 /// dropped, and so is its permit.
-fn deliver(shared: &Shared, answers: &mut Vec<(u64, Result<Answer, ClientError>)>) {
+fn deliver(
+    shared: &Shared,
+    answers: &mut Vec<(u64, Result<Answer, ClientError>)>,
+    ready: &mut Vec<(Waiter, Result<Answer, ClientError>)>,
+) {
     if answers.is_empty() {
         return;
     }
-    let mut ready = Vec::with_capacity(answers.len());
     {
         let mut t = lock(&shared.table);
         for (id, answer) in answers.drain(..) {
@@ -462,7 +554,7 @@ fn deliver(shared: &Shared, answers: &mut Vec<(u64, Result<Answer, ClientError>)
             }
         }
     }
-    for (w, answer) in ready {
+    for (w, answer) in ready.drain(..) {
         let _ = w.tx.send(answer);
     }
 }

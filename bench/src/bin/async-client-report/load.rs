@@ -54,6 +54,14 @@ impl Side {
         Ok(Side::Redis(con))
     }
 
+    /// The async client's write counters (`None` for redis-rs, which has none).
+    pub fn write_stats(&self) -> Option<ringcache_client::WriteStats> {
+        match self {
+            Side::Async(c) => Some(c.write_stats()),
+            Side::Redis(_) => None,
+        }
+    }
+
     /// The name in the report.
     pub fn name(&self) -> &'static str {
         match self {
@@ -119,12 +127,21 @@ pub struct Round {
     pub elapsed: Duration,
     /// CPU time (user + system) of this process during the round.
     pub cpu: Duration,
+    /// CPU time of the server process during the round, when its pid was given.
+    pub server_cpu: Option<Duration>,
 }
 
 impl Round {
     /// Requests per second.
     pub fn ops_per_sec(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Server CPU per request, in microseconds (NaN without the server's pid).
+    pub fn server_us_per_op(&self) -> f64 {
+        self.server_cpu.map_or(f64::NAN, |c| {
+            c.as_secs_f64() * 1e6 / (self.ops.max(1) as f64)
+        })
     }
 
     /// Client CPU per request, in microseconds.
@@ -147,10 +164,27 @@ fn process_cpu() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// One round: `w.tasks` tasks on `side` until `w.duration` has passed.
-pub async fn measure(side: &Side, w: &Workload, round: u64) -> Round {
+/// CPU time (user + system) of process `pid` so far, from /proc (10 ms resolution); `None`
+/// when it cannot be read.
+pub fn other_process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at state; utime and stime
+    // are the 14th and 15th fields of the line.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|&h| h > 0)?;
+    Some(Duration::from_micros(ticks * 1_000_000 / hz))
+}
+
+/// One round: `w.tasks` tasks on `side` until `w.duration` has passed; with `server`, the
+/// server process's CPU time over the round too.
+pub async fn measure(side: &Side, w: &Workload, round: u64, server: Option<u32>) -> Round {
     let start = Instant::now();
     let cpu0 = process_cpu();
+    let server0 = server.and_then(other_process_cpu);
     let deadline = start + w.duration;
     let get_below = (w.get_ratio * u64::MAX as f64) as u64;
     let tasks: Vec<_> = (0..w.tasks as u64)
@@ -176,11 +210,16 @@ pub async fn measure(side: &Side, w: &Workload, round: u64) -> Round {
             errors += e;
         }
     }
+    let server_cpu = match (server0, server.and_then(other_process_cpu)) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
     Round {
         ops,
         errors,
         elapsed: start.elapsed(),
         cpu: process_cpu().saturating_sub(cpu0),
+        server_cpu,
     }
 }
 

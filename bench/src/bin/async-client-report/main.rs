@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Flags: `--port` (7379), `--tasks` (1000), `--secs` per round (5), `--rounds` per client (3),
-//! `--keys` (1000000), `--get-ratio` (0.9), `--threads` of the tokio runtime (1), `--prefill`.
+//! `--keys` (1000000), `--get-ratio` (0.9), `--threads` of the tokio runtime (1), `--prefill`,
+//! `--server-pid` (the node's pid: its CPU per request is reported too).
 
 mod load;
 
@@ -29,6 +30,7 @@ struct Args {
     get_ratio: f64,
     threads: usize,
     prefill: bool,
+    server_pid: Option<u32>,
 }
 
 /// Parses `--flag value` pairs and `--prefill`; answers a message for anything else.
@@ -42,6 +44,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         get_ratio: 0.9,
         threads: 1,
         prefill: false,
+        server_pid: None,
     };
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
         let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
@@ -58,6 +61,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--get-ratio" => a.get_ratio = num(&flag, it.next())?,
             "--threads" => a.threads = num(&flag, it.next())?,
             "--prefill" => a.prefill = true,
+            "--server-pid" => a.server_pid = Some(num(&flag, it.next())?),
             "-h" | "--help" => return Err(help()),
             other => return Err(format!("unknown argument '{other}'\n{}", help())),
         }
@@ -73,7 +77,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
 
 fn help() -> String {
     "usage: async-client-report [--port 7379] [--tasks 1000] [--secs 5] [--rounds 3] \
-     [--keys 1000000] [--get-ratio 0.9] [--threads 1] [--prefill]"
+     [--keys 1000000] [--get-ratio 0.9] [--threads 1] [--prefill] [--server-pid PID]"
         .into()
 }
 
@@ -142,18 +146,28 @@ async fn run(args: &Args) -> Result<(), String> {
             duration: Duration::from_millis(500),
             ..w
         };
-        measure(s, &warm, 0).await;
+        measure(s, &warm, 0, None).await;
     }
     let mut runs: Vec<Vec<load::Round>> = vec![Vec::new(); sides.len()];
     for round in 0..args.rounds {
         for (i, s) in sides.iter().enumerate() {
-            let r = measure(s, &w, round as u64 + 1).await;
+            let before = s.write_stats();
+            let r = measure(s, &w, round as u64 + 1, args.server_pid).await;
+            let batching = match (before, s.write_stats()) {
+                (Some(b), Some(a)) if a.writes > b.writes => format!(
+                    "  {:.1} requests per write",
+                    (a.frames - b.frames) as f64 / (a.writes - b.writes) as f64
+                ),
+                _ => String::new(),
+            };
             eprintln!(
-                "round {}: {:<16} {:>10.0} ops/s  {:>6.2} µs CPU/op  {} errors",
+                "round {}: {:<20} {:>10.0} ops/s  client {:>5.2} µs CPU/op  server {:>5.2} µs CPU/op  \
+                 {} errors{batching}",
                 round + 1,
                 s.name(),
                 r.ops_per_sec(),
                 r.cpu_us_per_op(),
+                r.server_us_per_op(),
                 r.errors
             );
             runs[i].push(r);
@@ -166,6 +180,10 @@ async fn run(args: &Args) -> Result<(), String> {
     let cpu: Vec<f64> = runs
         .iter()
         .map(|r| median(r.iter().map(load::Round::cpu_us_per_op).collect()))
+        .collect();
+    let server: Vec<f64> = runs
+        .iter()
+        .map(|r| median(r.iter().map(load::Round::server_us_per_op).collect()))
         .collect();
     let errors: Vec<u64> = runs
         .iter()
@@ -181,14 +199,18 @@ async fn run(args: &Args) -> Result<(), String> {
         args.rounds,
         args.secs
     );
-    println!("| client | ops/s (median) | client CPU µs/request (median) | errors |");
-    println!("|---|---:|---:|---:|");
+    println!(
+        "| client | ops/s (median) | client CPU µs/request (median) | \
+         server CPU µs/request (median) | errors |"
+    );
+    println!("|---|---:|---:|---:|---:|");
     for (i, s) in sides.iter().enumerate() {
         println!(
-            "| {} | {:.0} | {:.2} | {} |",
+            "| {} | {:.0} | {:.2} | {:.2} | {} |",
             s.name(),
             ops[i],
             cpu[i],
+            server[i],
             errors[i]
         );
     }
