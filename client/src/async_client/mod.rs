@@ -491,4 +491,6 @@ impl AsyncClient {
 }
 
 #[cfg(test)]
+mod mock_cluster_tests;
+#[cfg(test)]
 mod mock_tests;
