@@ -88,8 +88,8 @@ pub(crate) enum Req<'r> {
 /// A caller waiting for the reply to one request; holds one permit of the window.
 struct Waiter {
     tx: oneshot::Sender<Result<Answer, ClientError>>,
-    /// When the watchdog answers it with a timeout.
-    deadline: Instant,
+    /// The watchdog tick at which it is answered with a timeout.
+    deadline: u64,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -125,6 +125,10 @@ struct Table {
     /// Frames in `wbuf`.
     queued: u64,
     next_id: u64,
+    /// Whether the writer was woken and has not taken `wbuf` yet (no need to wake it again).
+    writer_woken: bool,
+    /// Watchdog ticks so far: the clock of the waiters' deadlines.
+    tick: u64,
     /// Set once the connection is unusable: why.
     dead: Option<ClientError>,
 }
@@ -203,8 +207,14 @@ pub(crate) struct MuxConn {
     /// The window's size (permits of one batch).
     window_size: usize,
     limits: Limits,
-    read_timeout: Duration,
     write_timeout: Duration,
+    /// Watchdog ticks in a read timeout (rounded up, plus one for the tick under way).
+    timeout_ticks: u64,
+}
+
+/// The watchdog's period for a read timeout: an eighth of it, within 1 ms and 100 ms.
+fn watchdog_tick(read_timeout: Duration) -> Duration {
+    (read_timeout / 8).clamp(Duration::from_millis(1), Duration::from_millis(100))
 }
 
 impl Drop for MuxConn {
@@ -240,6 +250,8 @@ impl MuxConn {
                 wbuf: BytesMut::with_capacity(INITIAL_BUF),
                 queued: 0,
                 next_id: 1,
+                writer_woken: false,
+                tick: 0,
                 dead: None,
             }),
             wake: Notify::new(),
@@ -264,8 +276,11 @@ impl MuxConn {
             window: Arc::new(Semaphore::new(window_size)),
             window_size,
             limits: cfg.limits,
-            read_timeout: cfg.read_timeout,
             write_timeout: cfg.write_timeout,
+            timeout_ticks: {
+                let tick = watchdog_tick(cfg.read_timeout).as_nanos().max(1);
+                u64::try_from(cfg.read_timeout.as_nanos().div_ceil(tick) + 1).unwrap_or(u64::MAX)
+            },
         });
         if let Some(cmd) = auth_command(cfg) {
             conn.call(Req::Cmd(&cmd), 0)
@@ -300,9 +315,9 @@ impl MuxConn {
             if let Some(e) = &t.dead {
                 return Err(e.clone());
             }
-            let deadline = Instant::now() + self.read_timeout;
+            let deadline = t.tick.saturating_add(self.timeout_ticks);
             let sent = self.queue(&mut t, req, epoch, deadline, permit)?;
-            self.shared.wake.notify_one();
+            self.wake_writer(&mut t);
             sent
         };
         self.wait(sent).await
@@ -329,7 +344,7 @@ impl MuxConn {
         t: &mut Table,
         req: Req<'_>,
         epoch: u32,
-        deadline: Instant,
+        deadline: u64,
         permit: OwnedSemaphorePermit,
     ) -> Result<Sent, ClientError> {
         let id = t.next_id;
@@ -383,7 +398,7 @@ impl MuxConn {
                 out.extend(chunk.iter().map(|_| Err(e.clone())));
                 continue;
             }
-            let deadline = Instant::now() + self.read_timeout;
+            let deadline = t.tick.saturating_add(self.timeout_ticks);
             for req in chunk {
                 // One permit per request; those of requests not queued go back with `permits`.
                 let Some(permit) = permits.split(1) else {
@@ -392,10 +407,17 @@ impl MuxConn {
                 };
                 out.push(self.queue(&mut t, *req, epoch, deadline, permit));
             }
-            drop(t);
-            self.shared.wake.notify_one();
+            self.wake_writer(&mut t);
         }
         out
+    }
+
+    /// Wakes the writer for what was just queued, unless it is woken already.
+    fn wake_writer(&self, t: &mut Table) {
+        if !t.writer_woken && !t.wbuf.is_empty() {
+            t.writer_woken = true;
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Waits for the answer to `sent`: the reply, the server's error, a timeout from the
@@ -412,19 +434,20 @@ impl MuxConn {
 /// discarded), every eighth of the read timeout; a connection that received nothing for a
 /// whole read timeout while requests waited is closed as dead. Ends with the connection.
 async fn watchdog(shared: std::sync::Weak<Shared>, read_timeout: Duration) {
-    let tick = (read_timeout / 8).clamp(Duration::from_millis(1), Duration::from_millis(100));
+    let tick = watchdog_tick(read_timeout);
     let mut expired = Vec::new();
     loop {
         tokio::time::sleep(tick).await;
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let now = Instant::now();
         {
             let mut t = lock(&shared.table);
             if t.dead.is_some() {
                 return;
             }
+            t.tick += 1;
+            let now = t.tick;
             if t.waiters.values().any(|w| w.deadline <= now) {
                 let late: Vec<u64> = t
                     .waiters
@@ -464,6 +487,7 @@ async fn write_loop(shared: Arc<Shared>, mut wr: OwnedWriteHalf, write_timeout: 
                     return;
                 }
                 std::mem::swap(&mut t.wbuf, &mut out);
+                t.writer_woken = false;
                 std::mem::take(&mut t.queued)
             };
             if out.is_empty() {

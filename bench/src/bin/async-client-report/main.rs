@@ -10,7 +10,8 @@
 //!
 //! Flags: `--port` (7379), `--tasks` (1000), `--secs` per round (5), `--rounds` per client (3),
 //! `--keys` (1000000), `--get-ratio` (0.9), `--threads` of the tokio runtime (1), `--prefill`,
-//! `--server-pid` (the node's pid: its CPU per request is reported too).
+//! `--server-pid` (the node's pid: its CPU per request is reported too), `--only async|redis`
+//! (one side alone, e.g. under a profiler; no comparison is printed).
 
 mod load;
 
@@ -31,6 +32,8 @@ struct Args {
     threads: usize,
     prefill: bool,
     server_pid: Option<u32>,
+    /// Measure only this side (`async` or `redis`), e.g. under a profiler.
+    only: Option<String>,
 }
 
 /// Parses `--flag value` pairs and `--prefill`; answers a message for anything else.
@@ -45,6 +48,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         threads: 1,
         prefill: false,
         server_pid: None,
+        only: None,
     };
     fn num<T: std::str::FromStr>(flag: &str, v: Option<String>) -> Result<T, String> {
         let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
@@ -62,6 +66,10 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--threads" => a.threads = num(&flag, it.next())?,
             "--prefill" => a.prefill = true,
             "--server-pid" => a.server_pid = Some(num(&flag, it.next())?),
+            "--only" => match it.next().as_deref() {
+                Some(side @ ("async" | "redis")) => a.only = Some(side.to_string()),
+                _ => return Err("--only takes async or redis".into()),
+            },
             "-h" | "--help" => return Err(help()),
             other => return Err(format!("unknown argument '{other}'\n{}", help())),
         }
@@ -77,7 +85,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
 
 fn help() -> String {
     "usage: async-client-report [--port 7379] [--tasks 1000] [--secs 5] [--rounds 3] \
-     [--keys 1000000] [--get-ratio 0.9] [--threads 1] [--prefill] [--server-pid PID]"
+     [--keys 1000000] [--get-ratio 0.9] [--threads 1] [--prefill] [--server-pid PID] [--only async|redis]"
         .into()
 }
 
@@ -141,7 +149,12 @@ async fn run(args: &Args) -> Result<(), String> {
         prefill(&sides[0], args.keys).await?;
     }
     // A short warm-up of each side: connections open, caches and allocators settle.
-    for s in &sides {
+    let measured = |s: &Side| match args.only.as_deref() {
+        Some("async") => matches!(s, Side::Async(_)),
+        Some(_) => matches!(s, Side::Redis(_)),
+        None => true,
+    };
+    for s in sides.iter().filter(|s| measured(s)) {
         let warm = Workload {
             duration: Duration::from_millis(500),
             ..w
@@ -151,6 +164,9 @@ async fn run(args: &Args) -> Result<(), String> {
     let mut runs: Vec<Vec<load::Round>> = vec![Vec::new(); sides.len()];
     for round in 0..args.rounds {
         for (i, s) in sides.iter().enumerate() {
+            if !measured(s) {
+                continue;
+            }
             let before = s.write_stats();
             let r = measure(s, &w, round as u64 + 1, args.server_pid).await;
             let batching = match (before, s.write_stats()) {
@@ -213,6 +229,9 @@ async fn run(args: &Args) -> Result<(), String> {
             server[i],
             errors[i]
         );
+    }
+    if args.only.is_some() {
+        return Ok(());
     }
     let ratio = ops[0] / ops[1];
     let verdict = if ratio >= 1.5 { "PASS" } else { "MISS" };
