@@ -123,6 +123,8 @@ pub struct Round {
     pub ops: u64,
     /// Requests that failed.
     pub errors: u64,
+    /// Tasks whose request was still unanswered 10 s after the round ended.
+    pub stuck: u64,
     /// Wall time of the round.
     pub elapsed: Duration,
     /// CPU time (user + system) of this process during the round.
@@ -203,11 +205,21 @@ pub async fn measure(side: &Side, w: &Workload, round: u64, server: Option<u32>)
             }
         })
         .collect();
-    let (mut ops, mut errors) = (0, 0);
-    for t in tasks {
-        if let Ok((o, e)) = t.await {
-            ops += o;
-            errors += e;
+    let (mut ops, mut errors, mut stuck) = (0, 0, 0);
+    // A task still running 10 s after the end of the round has a request that never got an
+    // answer: it is stopped and counted.
+    let give_up = deadline + Duration::from_secs(10);
+    for mut t in tasks {
+        match tokio::time::timeout_at(give_up.into(), &mut t).await {
+            Ok(Ok((o, e))) => {
+                ops += o;
+                errors += e;
+            }
+            Ok(Err(_)) => errors += 1,
+            Err(_) => {
+                t.abort();
+                stuck += 1;
+            }
         }
     }
     let server_cpu = match (server0, server.and_then(other_process_cpu)) {
@@ -217,6 +229,7 @@ pub async fn measure(side: &Side, w: &Workload, round: u64, server: Option<u32>)
     Round {
         ops,
         errors,
+        stuck,
         elapsed: start.elapsed(),
         cpu: process_cpu().saturating_sub(cpu0),
         server_cpu,
