@@ -1,8 +1,15 @@
 //! Cluster mode of the async client against the mock balancer and one-core mock nodes of
 //! `mock_cluster_tests`: a failed primary ridden out until its replica is promoted (single,
-//! multi-key and pipelined calls), the failover budget, and reads from any member.
+//! multi-key and pipelined calls), the failover budget, reads from any member, and a
+//! redirect answered by a map refresh and a retry.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use ringcache_proto::{decode_frame, decode_request, encode_response, ErrorKind, Limits, Response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::mock_cluster_tests::{core_port, dead_port, map, stored, Balancer};
 use crate::mock_tests::Mock;
@@ -135,4 +142,61 @@ async fn reads_from_any_member_take_turns_and_fall_back_to_the_primary() {
     for _ in 0..4 {
         assert_eq!(c.get("k").await.unwrap(), Some(b"on-primary".to_vec()));
     }
+}
+
+/// A one-core node on one port that answers its first request with a redirect (its map is
+/// at epoch 2) and every later GET with the value "v"; counts the requests it got.
+async fn redirecting_node() -> (u16, Arc<AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let seen = counter.clone();
+            tokio::spawn(async move {
+                let (limits, mut buf, mut chunk) = (Limits::default(), Vec::new(), [0u8; 4096]);
+                loop {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    let (mut used, mut out) = (0, BytesMut::new());
+                    while let Ok(Some(f)) = decode_frame(&buf[used..], &limits) {
+                        let h = f.header;
+                        let body = f.body(&buf[used..]).to_vec();
+                        used += f.len();
+                        decode_request(&h, &body, &limits).unwrap();
+                        let r = if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                            Response::error(ErrorKind::Redirect { epoch: 2 }, "stale map")
+                        } else {
+                            Response::Value {
+                                value: b"v",
+                                version: 1,
+                                ttl_ms: None,
+                            }
+                        };
+                        encode_response(&mut out, h.request_id, 2, &r).unwrap();
+                    }
+                    buf.drain(..used);
+                    if s.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_refreshes_the_map_and_the_request_goes_again() {
+    let (port, seen) = redirecting_node().await;
+    let b = Balancer::start(map(1, port, dead_port(), Some(1), &[]));
+    let c = AsyncClient::connect_cluster(&b.addr()).await.unwrap();
+    assert_eq!(c.cluster_map().unwrap().epoch, 1);
+    b.set(map(2, port, dead_port(), Some(1), &[]));
+    assert_eq!(c.get("k").await.unwrap(), Some(b"v".to_vec()));
+    assert_eq!(c.cluster_map().unwrap().epoch, 2);
+    assert_eq!(seen.load(Ordering::SeqCst), 2);
 }
