@@ -17,6 +17,9 @@
 //!   redirects, rides out a failed primary ([`ClientConfig::failover_timeout`]) and can read
 //!   from replicas ([`ReadFrom`]).
 //! - Typed errors: [`ClientError`].
+//! - For tokio services (feature `tokio`): `AsyncClient`, cloned into every task, all clones
+//!   sharing one multiplexed connection per (node, core); requests of concurrent tasks leave
+//!   in one write and are matched by request id, with a bounded in-flight window.
 //!
 //! Buffers are kept per connection and reused: a request allocates only what it returns.
 //!
