@@ -2,7 +2,7 @@
 //! to the core that owns it.
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use ringcache_proto::{Command, Expiry, Limits, SetCond, Topology};
@@ -70,7 +70,7 @@ impl fmt::Debug for Client {
 }
 
 /// Milliseconds of a duration, rounded up so that a positive duration is never 0 ms.
-fn ceil_ms(d: Duration) -> u64 {
+pub(crate) fn ceil_ms(d: Duration) -> u64 {
     let ms = d.as_millis();
     let ms = if Duration::from_millis(ms as u64) < d {
         ms + 1
@@ -124,13 +124,33 @@ pub(crate) fn set_command<'a>(
     })
 }
 
+/// The address of each core of topology `t` on host `ip`, in core order; a topology that
+/// does not list cores 0..n in order is a protocol error.
+pub(crate) fn core_addrs(t: &Topology, ip: IpAddr) -> Result<Vec<SocketAddr>, ClientError> {
+    let ordered = t
+        .cores
+        .iter()
+        .enumerate()
+        .all(|(i, c)| usize::from(c.core) == i);
+    if t.cores.is_empty() || !ordered {
+        return Err(ClientError::Protocol(format!(
+            "the node's topology lists cores {:?}; expected 0..n in order",
+            t.cores.iter().map(|c| c.core).collect::<Vec<_>>()
+        )));
+    }
+    Ok(t.cores
+        .iter()
+        .map(|c| SocketAddr::new(ip, c.port))
+        .collect())
+}
+
 /// Borrows each key as bytes.
-fn key_refs<K: AsRef<[u8]>>(keys: &[K]) -> Vec<&[u8]> {
+pub(crate) fn key_refs<K: AsRef<[u8]>>(keys: &[K]) -> Vec<&[u8]> {
     keys.iter().map(AsRef::as_ref).collect()
 }
 
 /// A count answered by the server as a non-negative integer.
-fn count(r: Reply) -> Result<u64, ClientError> {
+pub(crate) fn count(r: Reply) -> Result<u64, ClientError> {
     let n = r.into_int()?;
     u64::try_from(n).map_err(|_| ClientError::Protocol(format!("negative count {n}")))
 }
@@ -152,11 +172,7 @@ impl Client {
             source,
         };
         let resolved: Vec<SocketAddr> = addr.to_socket_addrs().map_err(named)?.collect();
-        let reply_limits = Limits {
-            max_frame: cfg.max_reply,
-            max_args: usize::MAX,
-            ..cfg.limits
-        };
+        let reply_limits = crate::codec::reply_limits(&cfg);
         let mut last = None;
         let mut main = None;
         for a in resolved {
@@ -220,24 +236,14 @@ impl Client {
             Reply::Topology(t) => t,
             other => return Err(unexpected("TOPOLOGY", &other)),
         };
-        let ordered = t
-            .cores
-            .iter()
-            .enumerate()
-            .all(|(i, c)| usize::from(c.core) == i);
-        if t.cores.is_empty() || !ordered {
-            return Err(ClientError::Protocol(format!(
-                "the node's topology lists cores {:?}; expected 0..n in order",
-                t.cores.iter().map(|c| c.core).collect::<Vec<_>>()
-            )));
-        }
         if t.cores != self.topology.cores {
-            let ip = self.addrs[MAIN].ip();
+            let cores = core_addrs(&t, self.addrs[MAIN].ip())?;
             self.addrs.truncate(1);
-            self.addrs
-                .extend(t.cores.iter().map(|c| SocketAddr::new(ip, c.port)));
+            self.addrs.extend(cores);
             self.conns.truncate(1);
             self.conns.resize_with(self.addrs.len(), || None);
+        } else {
+            core_addrs(&t, self.addrs[MAIN].ip())?;
         }
         self.topology = t.clone();
         Ok(t)

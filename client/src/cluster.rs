@@ -7,17 +7,18 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ringcache_cluster::{
     core_for_key, ClusterMap, ControlReply, GroupId, Member, MemberId, MemberState, RouteError,
 };
-use ringcache_proto::{Command, Limits, Topology};
+use ringcache_proto::{Command, Topology};
 
 use crate::client::Client;
 use crate::config::{ClientConfig, ReadFrom};
 use crate::conn::Conn;
 use crate::error::ClientError;
-use crate::failover::{next_step, Failover, Next};
+use crate::failover::{next_step, BatchRetry, Failover, Next};
 use crate::reply::Reply;
 use crate::route::{self, Op, MAIN};
 
@@ -27,7 +28,112 @@ pub(crate) struct ClusterRoutes {
     pub(crate) map: ClusterMap,
     slots: HashMap<(MemberId, u32), usize>,
     /// Reads sent so far with [`ReadFrom::Any`]: the round-robin turn of the next one.
-    next_read: usize,
+    next_read: AtomicUsize,
+}
+
+impl ClusterRoutes {
+    /// Routes by `map`. Connection slots are indexes into `addrs`: an address `prev` had a
+    /// slot for keeps it, a new one is appended to `addrs`.
+    pub(crate) fn new(
+        map: ClusterMap,
+        prev: Option<ClusterRoutes>,
+        addrs: &mut Vec<SocketAddr>,
+    ) -> ClusterRoutes {
+        let (mut slots, next_read) = prev
+            .map(|c| (c.slots, c.next_read.into_inner()))
+            .unwrap_or_default();
+        let mut by_addr: HashMap<SocketAddr, usize> =
+            slots.values().map(|&s| (addrs[s], s)).collect();
+        slots.clear();
+        for m in &map.members {
+            let Ok(ip) = m.host.parse::<IpAddr>() else {
+                continue;
+            };
+            for (core, &port) in m.core_ports.iter().enumerate() {
+                let addr = SocketAddr::new(ip, port);
+                let slot = *by_addr.entry(addr).or_insert_with(|| {
+                    addrs.push(addr);
+                    addrs.len() - 1
+                });
+                slots.insert((m.id, core as u32), slot);
+            }
+        }
+        ClusterRoutes {
+            map,
+            slots,
+            next_read: AtomicUsize::new(next_read),
+        }
+    }
+
+    /// The map's epoch as sent in request frames.
+    pub(crate) fn epoch(&self) -> u32 {
+        u32::try_from(self.map.epoch).unwrap_or(u32::MAX)
+    }
+
+    /// The round-robin turn for `cmd` when it is a read that may go to any member (`any`,
+    /// [`ReadFrom::Any`] and a reading command), taken from the shared counter.
+    pub(crate) fn read_turn(
+        &self,
+        cmd: &Command<'_>,
+        any: bool,
+        read_from: ReadFrom,
+    ) -> Option<usize> {
+        if !any || read_from != ReadFrom::Any || !is_read(cmd) {
+            return None;
+        }
+        Some(self.next_read.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Plans `cmd`: keys to their primaries' cores, or with `turn` (reads under
+    /// [`ReadFrom::Any`]) to the member of each group whose turn it is. Also answers whether a
+    /// part goes to a replica. Fails when a key's group has no primary.
+    pub(crate) fn plan<'a>(
+        &self,
+        cmd: Command<'a>,
+        turn: Option<usize>,
+    ) -> Result<(Op<'a>, bool), ClientError> {
+        let failed = Cell::new(None);
+        let on_replica = Cell::new(false);
+        let op = route::plan_with(cmd, &|k| match route_key(self, k, turn) {
+            Ok((slot, replica)) => {
+                on_replica.set(on_replica.get() || replica);
+                slot
+            }
+            Err(e) => {
+                failed.set(Some(e));
+                MAIN
+            }
+        });
+        match failed.into_inner() {
+            Some(e) => Err(e),
+            None => Ok((op, on_replica.get())),
+        }
+    }
+}
+
+/// The map in a balancer's answer to a removal, or its refusal as an error.
+pub(crate) fn decode_remove_reply(body: &[u8]) -> Result<ClusterMap, ClientError> {
+    match ringcache_cluster::decode_body::<ControlReply>(body) {
+        Ok(ControlReply::Map(Some(map))) => Ok(map),
+        Ok(ControlReply::Reject { reason }) => Err(ClientError::Protocol(format!(
+            "the balancer refused: {reason}"
+        ))),
+        Ok(other) => Err(ClientError::Protocol(format!(
+            "unexpected answer to a removal: {other:?}"
+        ))),
+        Err(e) => Err(ClientError::Protocol(e)),
+    }
+}
+
+/// The cluster map in a balancer's answer to a map request.
+pub(crate) fn decode_map_reply(body: &[u8]) -> Result<ClusterMap, ClientError> {
+    match ringcache_cluster::decode_body::<ControlReply>(body) {
+        Ok(ControlReply::Map(Some(map))) => Ok(map),
+        Ok(other) => Err(ClientError::Protocol(format!(
+            "unexpected answer to a map request: {other:?}"
+        ))),
+        Err(e) => Err(ClientError::Protocol(e)),
+    }
 }
 
 /// Whether `cmd` only reads, so that [`ReadFrom::Any`] may send it to a replica.
@@ -124,11 +230,7 @@ impl Client {
                 "no address to connect to",
             ))
         })?;
-        let reply_limits = Limits {
-            max_frame: cfg.max_reply,
-            max_args: usize::MAX,
-            ..cfg.limits
-        };
+        let reply_limits = crate::codec::reply_limits(&cfg);
         let main = Conn::open(first, &cfg, &reply_limits)?;
         let mut client = Client {
             cfg,
@@ -168,16 +270,7 @@ impl Client {
         let reply = self
             .conn(MAIN)
             .and_then(|c| c.control(ringcache_proto::ClusterOp::Remove, &body, &reply_limits))?;
-        match ringcache_cluster::decode_body::<ControlReply>(&reply) {
-            Ok(ControlReply::Map(Some(map))) => Ok(map),
-            Ok(ControlReply::Reject { reason }) => Err(ClientError::Protocol(format!(
-                "the balancer refused: {reason}"
-            ))),
-            Ok(other) => Err(ClientError::Protocol(format!(
-                "unexpected answer to a removal: {other:?}"
-            ))),
-            Err(e) => Err(ClientError::Protocol(e)),
-        }
+        decode_remove_reply(&reply)
     }
 
     /// Fetches the cluster map from the balancer (also works on a client made with
@@ -196,46 +289,13 @@ impl Client {
                 return Err(e);
             }
         };
-        let map = match ringcache_cluster::decode_body::<ControlReply>(&body) {
-            Ok(ControlReply::Map(Some(map))) => map,
-            Ok(other) => {
-                return Err(ClientError::Protocol(format!(
-                    "unexpected answer to a map request: {other:?}"
-                )))
-            }
-            Err(e) => return Err(ClientError::Protocol(e)),
-        };
-        let (mut slots, next_read) = self
-            .cluster
-            .take()
-            .map(|c| (c.slots, c.next_read))
-            .unwrap_or_default();
-        let mut by_addr: HashMap<SocketAddr, usize> =
-            slots.values().map(|&s| (self.addrs[s], s)).collect();
-        slots.clear();
-        for m in &map.members {
-            let Ok(ip) = m.host.parse::<IpAddr>() else {
-                continue;
-            };
-            for (core, &port) in m.core_ports.iter().enumerate() {
-                let addr = SocketAddr::new(ip, port);
-                let slot = *by_addr.entry(addr).or_insert_with(|| {
-                    self.addrs.push(addr);
-                    self.conns.push(None);
-                    self.addrs.len() - 1
-                });
-                slots.insert((m.id, core as u32), slot);
-            }
-        }
-        self.epoch = u32::try_from(map.epoch).unwrap_or(u32::MAX);
+        let map = decode_map_reply(&body)?;
+        let routes = ClusterRoutes::new(map, self.cluster.take(), &mut self.addrs);
+        self.conns.resize_with(self.addrs.len(), || None);
+        self.epoch = routes.epoch();
         for c in self.conns.iter_mut().flatten() {
             c.epoch = self.epoch;
         }
-        let routes = ClusterRoutes {
-            map,
-            slots,
-            next_read,
-        };
         Ok(&self.cluster.insert(routes).map)
     }
 
@@ -254,43 +314,22 @@ impl Client {
     }
 
     /// The round-robin turn for `cmd` when it is a read that may go to any member.
-    fn read_turn(&mut self, cmd: &Command<'_>, any: bool) -> Option<usize> {
-        let c = self.cluster.as_mut()?;
-        if !any || self.cfg.read_from != ReadFrom::Any || !is_read(cmd) {
-            return None;
-        }
-        let turn = c.next_read;
-        c.next_read = c.next_read.wrapping_add(1);
-        Some(turn)
+    fn read_turn(&self, cmd: &Command<'_>, any: bool) -> Option<usize> {
+        self.cluster
+            .as_ref()?
+            .read_turn(cmd, any, self.cfg.read_from)
     }
 
-    /// Plans `cmd` in cluster mode: keys to their primaries' cores, or reads (with `any` and
-    /// [`ReadFrom::Any`]) to the member of each group whose turn it is. Also answers whether a
-    /// part goes to a replica. Fails when a key's group has no primary.
+    /// Plans `cmd` in cluster mode ([`ClusterRoutes::plan`]), with the read turn of `any`.
     fn plan_cluster<'a>(
         &mut self,
         cmd: Command<'a>,
         any: bool,
     ) -> Result<(Op<'a>, bool), ClientError> {
         let turn = self.read_turn(&cmd, any);
-        let Some(routes) = &self.cluster else {
-            return Ok((self.plan(cmd), false));
-        };
-        let failed = Cell::new(None);
-        let on_replica = Cell::new(false);
-        let op = route::plan_with(cmd, &|k| match route_key(routes, k, turn) {
-            Ok((slot, replica)) => {
-                on_replica.set(on_replica.get() || replica);
-                slot
-            }
-            Err(e) => {
-                failed.set(Some(e));
-                MAIN
-            }
-        });
-        match failed.into_inner() {
-            Some(e) => Err(e),
-            None => Ok((op, on_replica.get())),
+        match &self.cluster {
+            Some(routes) => routes.plan(cmd, turn),
+            None => Ok((self.plan(cmd), false)),
         }
     }
 
@@ -357,70 +396,37 @@ impl Client {
         &mut self,
         cmds: &[Result<Command<'_>, ClientError>],
     ) -> Vec<Result<Reply, ClientError>> {
-        let mut results: Vec<Result<Reply, ClientError>> = cmds
-            .iter()
-            .map(|c| match c {
-                Ok(_) => Err(ClientError::Protocol("no reply".into())),
-                Err(e) => Err(e.clone()),
-            })
-            .collect();
-        // Per command: whether it may go to any member, redirects retried, sent to a replica.
-        let mut any = vec![true; cmds.len()];
-        let mut redirects = vec![0usize; cmds.len()];
-        let mut on_replica = vec![false; cmds.len()];
-        let mut todo: Vec<usize> = (0..cmds.len()).filter(|&i| cmds[i].is_ok()).collect();
-        let mut failover = Failover::new(&self.cfg);
-        while !todo.is_empty() {
-            let mut ops = Vec::with_capacity(todo.len());
-            let mut sent = Vec::with_capacity(todo.len());
-            for &i in &todo {
+        let mut batch = BatchRetry::new(cmds, &self.cfg);
+        while !batch.todo().is_empty() {
+            let mut ops = Vec::with_capacity(batch.todo().len());
+            let mut sent = Vec::with_capacity(batch.todo().len());
+            let mut unplanned = Vec::new();
+            for &i in batch.todo() {
                 let Ok(cmd) = &cmds[i] else { continue };
-                on_replica[i] = false;
-                match self.plan_cluster(cmd.clone(), any[i]) {
+                match self.plan_cluster(cmd.clone(), batch.any(i)) {
                     Ok((op, replica)) => {
-                        on_replica[i] = replica;
                         ops.push(Ok(op));
-                        sent.push(i);
+                        sent.push((i, replica));
                     }
-                    Err(e) => results[i] = Err(e),
+                    Err(e) => unplanned.push((i, e)),
                 }
+            }
+            for (i, e) in unplanned {
+                batch.sent(i, Err(e), false);
             }
             if !ops.is_empty() {
-                for (i, r) in sent.into_iter().zip(self.run_ops(&ops)) {
-                    results[i] = r;
+                for ((i, replica), r) in sent.into_iter().zip(self.run_ops(&ops)) {
+                    batch.sent(i, r, replica);
                 }
             }
-            let (mut again, mut redirected, mut failed) = (Vec::new(), Vec::new(), Vec::new());
-            for &i in &todo {
-                match next_step(&results[i], on_replica[i], redirects[i]) {
-                    Next::Done => {}
-                    Next::Primary => {
-                        any[i] = false;
-                        again.push(i);
-                    }
-                    Next::Redirect => {
-                        redirects[i] += 1;
-                        redirected.push(i);
-                    }
-                    Next::Failover => failed.push(i),
-                }
+            let step = batch.settle();
+            if let Some(d) = step.pause {
+                std::thread::sleep(d);
             }
-            if !failed.is_empty() && !failover.wait() {
-                failed.clear();
-            }
-            if !redirected.is_empty() || !failed.is_empty() {
-                // The balancer may be down: nodes that failed are retried on the last map,
-                // redirected requests are not (they would only be redirected again).
-                if self.refresh_map().is_err() {
-                    redirected.clear();
-                }
-            }
-            again.append(&mut redirected);
-            again.append(&mut failed);
-            again.sort_unstable();
-            todo = again;
+            let refreshed = !step.refresh || self.refresh_map().is_ok();
+            batch.next_round(refreshed);
         }
-        results
+        batch.finish()
     }
 }
 
@@ -473,7 +479,7 @@ mod tests {
         ClusterRoutes {
             map,
             slots,
-            next_read: 0,
+            next_read: AtomicUsize::new(0),
         }
     }
 

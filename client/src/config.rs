@@ -14,6 +14,8 @@ pub const DEFAULT_MAX_REPLY: usize = 1 << 30;
 pub const DEFAULT_IDLE_CHECK: Duration = Duration::from_secs(1);
 /// Default time a cluster-mode request keeps retrying after a node stopped answering.
 pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default number of requests in flight on one connection of the async client.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 /// Which member of a key's shard group answers reads in cluster mode.
 ///
@@ -55,6 +57,7 @@ pub struct ClientConfig {
     pub(crate) idle_check: Duration,
     pub(crate) failover_timeout: Duration,
     pub(crate) read_from: ReadFrom,
+    pub(crate) max_in_flight: usize,
 }
 
 impl Default for ClientConfig {
@@ -70,6 +73,7 @@ impl Default for ClientConfig {
             idle_check: DEFAULT_IDLE_CHECK,
             failover_timeout: DEFAULT_FAILOVER_TIMEOUT,
             read_from: ReadFrom::Primary,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -87,6 +91,7 @@ impl fmt::Debug for ClientConfig {
             .field("idle_check", &self.idle_check)
             .field("failover_timeout", &self.failover_timeout)
             .field("read_from", &self.read_from)
+            .field("max_in_flight", &self.max_in_flight)
             .finish()
     }
 }
@@ -176,6 +181,19 @@ impl ClientConfig {
     pub fn read_from(mut self, read_from: ReadFrom) -> Self {
         self.read_from = read_from;
         self
+    }
+
+    /// Async client: how many requests may be in flight on one connection (sent or queued,
+    /// not answered yet) before a caller waits for one to finish (default 1024; at least 1).
+    /// Waiting longer than the write timeout fails the request with a timeout.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// The configured in-flight window of the async client.
+    pub fn max_in_flight_value(&self) -> usize {
+        self.max_in_flight
     }
 
     /// The configured failover time budget.

@@ -11,11 +11,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ringcache_proto::{
-    decode_frame, decode_response, encode_request, Command, Credentials, EncodeError, Header,
-    Limits, TooLarge, HEADER_LEN,
-};
+use ringcache_proto::{Command, Header, Limits, HEADER_LEN};
 
+use crate::codec::{
+    auth_command, decode_reply, encode_checked, frame_status, next_request_id, FrameStatus,
+};
 use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::reply::Reply;
@@ -80,13 +80,7 @@ impl Conn {
             write_timeout: cfg.write_timeout,
             epoch: 0,
         };
-        if let Some(pw) = &cfg.password {
-            let cmd = Command::Auth {
-                creds: Credentials {
-                    username: None,
-                    password: pw.as_bytes(),
-                },
-            };
+        if let Some(cmd) = auth_command(cfg) {
             conn.call(&cmd, &cfg.limits, reply_limits)?.into_ok()?;
         }
         Ok(conn)
@@ -147,28 +141,9 @@ impl Conn {
     /// Encodes one request into the write buffer; answers its request id. On error nothing
     /// is queued.
     pub(crate) fn queue(&mut self, cmd: &Command<'_>, limits: &Limits) -> Result<u64, ClientError> {
-        cmd.check_limits(limits)?;
         let id = self.next_id;
-        let start = self.wbuf.len();
-        encode_request(&mut self.wbuf, id, self.epoch, cmd).map_err(|e| match e {
-            EncodeError::BodyTooLarge(len) => ClientError::TooLarge(TooLarge {
-                what: "request",
-                len,
-                max: limits.max_frame,
-            }),
-            other => ClientError::Protocol(format!("cannot encode request: {other}")),
-        })?;
-        let body = self.wbuf.len() - start - HEADER_LEN;
-        if body > limits.max_frame {
-            self.wbuf.truncate(start);
-            return Err(ClientError::TooLarge(TooLarge {
-                what: "request",
-                len: body,
-                max: limits.max_frame,
-            }));
-        }
-        // Id 0 is what a server uses for errors that belong to no request: never send it.
-        self.next_id = id.wrapping_add(1).max(1);
+        encode_checked(&mut self.wbuf, id, self.epoch, cmd, limits)?;
+        self.next_id = next_request_id(id);
         self.queued += 1;
         Ok(id)
     }
@@ -300,18 +275,9 @@ impl Conn {
     fn read_frame(&mut self, limits: &Limits) -> Result<Header, ClientError> {
         loop {
             let avail = &self.rbuf[self.start..self.end];
-            let need = match decode_frame(avail, limits) {
-                Ok(Some(f)) => return Ok(f.header),
-                Ok(None) => match Header::decode(avail, limits) {
-                    Ok(Some(h)) => h.frame_len(),
-                    _ => HEADER_LEN,
-                },
-                Err(e) => {
-                    return Err(ClientError::Protocol(format!(
-                        "bad reply frame from {}: {e}",
-                        self.addr
-                    )))
-                }
+            let need = match frame_status(avail, limits, &self.addr)? {
+                FrameStatus::Whole(h) => return Ok(h),
+                FrameStatus::Need(n) => n,
             };
             self.make_room(need);
             match self.stream.read(&mut self.rbuf[self.end..]) {
@@ -330,17 +296,9 @@ impl Conn {
         limits: &Limits,
     ) -> Result<(u64, Result<Reply, ClientError>), ClientError> {
         let h = self.read_frame(limits)?;
-        if !h.is_response() {
-            return Err(ClientError::Protocol(format!(
-                "{} sent a request frame where a reply was expected",
-                self.addr
-            )));
-        }
         let len = h.frame_len();
         let body = &self.rbuf[self.start + HEADER_LEN..self.start + len];
-        let reply = decode_response(&h, body, limits)
-            .map_err(|e| ClientError::Protocol(format!("bad reply from {}: {e}", self.addr)))
-            .map(Reply::from_response)?;
+        let decoded = decode_reply(&h, body, limits, &self.addr);
         self.start += len;
         if self.start == self.end {
             self.start = 0;
@@ -350,18 +308,7 @@ impl Conn {
             }
         }
         self.last_used = Instant::now();
-        if h.request_id == 0 {
-            // Not the answer to a request: the server rejected the stream and closes it.
-            let why = match reply {
-                Err(e) => e.to_string(),
-                Ok(r) => format!("{r:?}"),
-            };
-            return Err(ClientError::Protocol(format!(
-                "{} closed the connection: {why}",
-                self.addr
-            )));
-        }
-        Ok((h.request_id, reply))
+        decoded
     }
 
     /// Whether a connection idle for `idle_check` or longer was closed by the server (or has

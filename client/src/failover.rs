@@ -82,16 +82,138 @@ impl Failover {
         }
     }
 
+    /// The pause before the next attempt (the clock starts at the first call); `None` when no
+    /// attempt is left.
+    pub(crate) fn pause(&mut self) -> Option<Duration> {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        self.backoff.next_delay(since.elapsed())
+    }
+
     /// Sleeps before the next attempt; `false` when no attempt is left.
     pub(crate) fn wait(&mut self) -> bool {
-        let since = *self.since.get_or_insert_with(Instant::now);
-        match self.backoff.next_delay(since.elapsed()) {
+        match self.pause() {
             Some(d) => {
                 std::thread::sleep(d);
                 true
             }
             None => false,
         }
+    }
+}
+
+/// The retry rounds of a batch of commands in cluster mode, without I/O: which commands to
+/// send in each round, which of them may go to a replica, and after a round whether to pause
+/// (failover) and refresh the map. The blocking and the async client drive it the same way:
+///
+/// while `todo()` is not empty: send those commands (`any(i)` says whether command `i` may go
+/// to a replica; record with `sent`), then `settle()`, sleep its pause, refresh the map if it
+/// asks, and `next_round(refreshed)`. `finish()` answers one result per command.
+pub(crate) struct BatchRetry {
+    results: Vec<Result<Reply, ClientError>>,
+    any: Vec<bool>,
+    redirects: Vec<usize>,
+    on_replica: Vec<bool>,
+    todo: Vec<usize>,
+    redirected: Vec<usize>,
+    again: Vec<usize>,
+    failover: Failover,
+}
+
+/// What to do between two rounds of a [`BatchRetry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Settled {
+    /// Sleep this long first (failover backoff).
+    pub(crate) pause: Option<Duration>,
+    /// Refresh the map before the next round.
+    pub(crate) refresh: bool,
+}
+
+impl BatchRetry {
+    /// The rounds of a batch whose commands are `ok` (planned) or not (their error stands).
+    pub(crate) fn new<T>(cmds: &[Result<T, ClientError>], cfg: &ClientConfig) -> Self {
+        BatchRetry {
+            results: cmds
+                .iter()
+                .map(|c| match c {
+                    Ok(_) => Err(ClientError::Protocol("no reply".into())),
+                    Err(e) => Err(e.clone()),
+                })
+                .collect(),
+            any: vec![true; cmds.len()],
+            redirects: vec![0; cmds.len()],
+            on_replica: vec![false; cmds.len()],
+            todo: (0..cmds.len()).filter(|&i| cmds[i].is_ok()).collect(),
+            redirected: Vec::new(),
+            again: Vec::new(),
+            failover: Failover::new(cfg),
+        }
+    }
+
+    /// The commands to send this round, in order.
+    pub(crate) fn todo(&self) -> &[usize] {
+        &self.todo
+    }
+
+    /// Whether command `i` may be read from any member this round.
+    pub(crate) fn any(&self, i: usize) -> bool {
+        self.any[i]
+    }
+
+    /// Records command `i`'s result this round and whether it went to a replica.
+    pub(crate) fn sent(&mut self, i: usize, r: Result<Reply, ClientError>, on_replica: bool) {
+        self.results[i] = r;
+        self.on_replica[i] = on_replica;
+    }
+
+    /// Decides, after a round, which commands go again and what comes first.
+    pub(crate) fn settle(&mut self) -> Settled {
+        let mut failed = Vec::new();
+        self.again.clear();
+        self.redirected.clear();
+        for &i in &self.todo {
+            match next_step(&self.results[i], self.on_replica[i], self.redirects[i]) {
+                Next::Done => {}
+                Next::Primary => {
+                    self.any[i] = false;
+                    self.again.push(i);
+                }
+                Next::Redirect => {
+                    self.redirects[i] += 1;
+                    self.redirected.push(i);
+                }
+                Next::Failover => failed.push(i),
+            }
+        }
+        let pause = if failed.is_empty() {
+            None
+        } else {
+            self.failover.pause()
+        };
+        if pause.is_none() {
+            failed.clear();
+        }
+        self.again.append(&mut failed);
+        Settled {
+            pause,
+            refresh: pause.is_some() || !self.redirected.is_empty(),
+        }
+    }
+
+    /// Starts the next round. A failed map refresh sends the redirected commands no more
+    /// (they would only be redirected again); the failed nodes' commands go again on the
+    /// last map (the balancer may be down while the nodes serve).
+    pub(crate) fn next_round(&mut self, refreshed: bool) {
+        self.todo.clear();
+        self.todo.append(&mut self.again);
+        if refreshed {
+            self.todo.append(&mut self.redirected);
+        }
+        self.todo.sort_unstable();
+    }
+
+    /// One result per command, in order.
+    pub(crate) fn finish(self) -> Vec<Result<Reply, ClientError>> {
+        self.results
     }
 }
 

@@ -17,6 +17,9 @@
 //!   redirects, rides out a failed primary ([`ClientConfig::failover_timeout`]) and can read
 //!   from replicas ([`ReadFrom`]).
 //! - Typed errors: [`ClientError`].
+//! - For tokio services (feature `tokio`): `AsyncClient`, cloned into every task, all clones
+//!   sharing one multiplexed connection per (node, core); requests of concurrent tasks leave
+//!   in one write and are matched by request id, with a bounded in-flight window.
 //!
 //! Buffers are kept per connection and reused: a request allocates only what it returns.
 //!
@@ -37,6 +40,7 @@
 
 mod client;
 mod cluster;
+mod codec;
 mod config;
 mod conn;
 mod error;
@@ -45,10 +49,15 @@ mod pipeline;
 mod reply;
 mod route;
 
+#[cfg(feature = "tokio")]
+mod async_client;
+#[cfg(feature = "tokio")]
+pub use async_client::{AsyncClient, AsyncPipeline, WriteStats};
+
 pub use client::Client;
 pub use config::{
-    ClientConfig, ReadFrom, DEFAULT_FAILOVER_TIMEOUT, DEFAULT_IDLE_CHECK, DEFAULT_MAX_REPLY,
-    DEFAULT_TIMEOUT,
+    ClientConfig, ReadFrom, DEFAULT_FAILOVER_TIMEOUT, DEFAULT_IDLE_CHECK, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_REPLY, DEFAULT_TIMEOUT,
 };
 pub use error::ClientError;
 pub use pipeline::Pipeline;

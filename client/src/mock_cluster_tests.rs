@@ -20,13 +20,13 @@ use crate::mock_tests::Mock;
 use crate::{Client, ClientConfig, ClientError, ReadFrom};
 
 /// A balancer that answers every map request with the current `map`.
-struct Balancer {
-    map: Arc<Mutex<ClusterMap>>,
+pub(crate) struct Balancer {
+    pub(crate) map: Arc<Mutex<ClusterMap>>,
     port: u16,
 }
 
 impl Balancer {
-    fn start(map: ClusterMap) -> Balancer {
+    pub(crate) fn start(map: ClusterMap) -> Balancer {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let map = Arc::new(Mutex::new(map));
@@ -40,11 +40,11 @@ impl Balancer {
         Balancer { map, port }
     }
 
-    fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn set(&self, map: ClusterMap) {
+    pub(crate) fn set(&self, map: ClusterMap) {
         *self.map.lock().unwrap() = map;
     }
 }
@@ -80,12 +80,12 @@ fn serve_maps(mut s: TcpStream, map: &Mutex<ClusterMap>) {
 }
 
 /// The core port of a one-core mock node.
-fn core_port(m: &Mock) -> u16 {
+pub(crate) fn core_port(m: &Mock) -> u16 {
     m.shared.topology.lock().unwrap().as_ref().unwrap().cores[0].port
 }
 
 /// A port nobody listens on (connections to it are refused).
-fn dead_port() -> u16 {
+pub(crate) fn dead_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
@@ -104,7 +104,7 @@ fn member(id: MemberId, port: u16, role: Role) -> Member {
 
 /// One group (1) of primary `primary` and replicas `replicas`, among members 1 (on port `p1`)
 /// and 2 (on port `p2`).
-fn map(
+pub(crate) fn map(
     epoch: u64,
     p1: u16,
     p2: u16,
@@ -131,7 +131,7 @@ fn map(
     }
 }
 
-fn stored(m: &Mock, key: &str) -> Option<Vec<u8>> {
+pub(crate) fn stored(m: &Mock, key: &str) -> Option<Vec<u8>> {
     m.shared.store.lock().unwrap().get(key.as_bytes()).cloned()
 }
 

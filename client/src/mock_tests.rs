@@ -24,11 +24,13 @@ pub(crate) struct Shared {
     /// Keys seen per listener (0 = main, 1 + i = core i).
     seen: Mutex<Vec<Vec<Vec<u8>>>>,
     /// Answer each read batch's replies in reverse order.
-    reverse: AtomicBool,
+    pub(crate) reverse: AtomicBool,
     /// Close the connection instead of answering this many upcoming requests.
-    drop_next: AtomicUsize,
+    pub(crate) drop_next: AtomicUsize,
     /// Never answer (to provoke a timeout).
-    mute: AtomicBool,
+    pub(crate) mute: AtomicBool,
+    /// Connections accepted, all listeners together.
+    pub(crate) accepts: AtomicUsize,
     password: Option<String>,
     pub(crate) topology: Mutex<Option<Topology>>,
 }
@@ -66,6 +68,7 @@ impl Mock {
             let shared = shared.clone();
             std::thread::spawn(move || {
                 for s in l.incoming().flatten() {
+                    shared.accepts.fetch_add(1, Ordering::SeqCst);
                     let shared = shared.clone();
                     std::thread::spawn(move || serve(s, idx, cores, &shared));
                 }
@@ -77,11 +80,11 @@ impl Mock {
         }
     }
 
-    fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn seen(&self, listener: usize) -> Vec<Vec<u8>> {
+    pub(crate) fn seen(&self, listener: usize) -> Vec<Vec<u8>> {
         self.shared.seen.lock().unwrap()[listener].clone()
     }
 }
@@ -216,7 +219,7 @@ fn serve(mut s: TcpStream, idx: usize, cores: u16, sh: &Shared) {
 }
 
 /// A key of `cores` owned by `core`.
-fn key_on(core: u32, cores: u32, tag: &str) -> String {
+pub(crate) fn key_on(core: u32, cores: u32, tag: &str) -> String {
     (0u32..)
         .map(|i| format!("{tag}{i}"))
         .find(|k| core_for_key(k.as_bytes(), cores) == core)
@@ -416,5 +419,23 @@ fn oversized_and_invalid_requests_fail_before_sending() {
     assert_eq!(
         res[1].clone().unwrap().into_value().unwrap(),
         Some(b"v".to_vec())
+    );
+}
+
+#[test]
+fn a_failed_part_of_a_split_command_does_not_shift_later_answers() {
+    let mock = Mock::start(2, None);
+    let mut c = Client::connect(mock.addr()).unwrap();
+    let (a, b) = (key_on(0, 2, "a"), key_on(1, 2, "b"));
+    c.set(&a, "1").unwrap();
+    let keys = [a.as_str(), b.as_str()];
+    let mut p = c.pipeline();
+    // The mock does not know TOUCH: both of its parts fail, and only TOUCH answers that.
+    p.touch(&keys).get(&a);
+    let r = p.execute();
+    assert!(r[0].is_err());
+    assert_eq!(
+        r[1].clone().unwrap().into_value().unwrap(),
+        Some(b"1".to_vec())
     );
 }

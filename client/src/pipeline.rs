@@ -1,14 +1,158 @@
 //! Batches: many commands sent together, one write per connection, answers in order.
 
-use std::time::Duration;
-
 use ringcache_proto::Command;
 
-use crate::client::{set_command, Client};
+use crate::client::Client;
 use crate::conn::ReplySlots;
 use crate::error::ClientError;
-use crate::reply::{Reply, SetOpts};
+use crate::reply::Reply;
 use crate::route::{self, Op};
+
+/// The builder methods of a batch, shared by [`Pipeline`] and the async client's pipeline:
+/// each adds one command with `self.push` and answers `&mut Self`.
+macro_rules! batch_builders {
+    () => {
+        /// GET: answers [`Reply::Value`](crate::Reply::Value) or [`Reply::Nil`](crate::Reply::Nil) (see [`Reply::into_value`](crate::Reply::into_value)).
+        pub fn get<K: AsRef<[u8]> + ?Sized>(&mut self, key: &'a K) -> &mut Self {
+            self.push(Ok(::ringcache_proto::Command::Get { key: key.as_ref() }))
+        }
+
+        /// SET without options: answers [`Reply::Ok`](crate::Reply::Ok).
+        pub fn set<K, V>(&mut self, key: &'a K, value: &'a V) -> &mut Self
+        where
+            K: AsRef<[u8]> + ?Sized,
+            V: AsRef<[u8]> + ?Sized,
+        {
+            self.push(Ok(::ringcache_proto::Command::set(
+                key.as_ref(),
+                value.as_ref(),
+            )))
+        }
+
+        /// SET with options; read the answer with [`SetOutcome::from_reply`](crate::SetOutcome::from_reply).
+        pub fn set_with<K, V>(
+            &mut self,
+            key: &'a K,
+            value: &'a V,
+            opts: &'a $crate::SetOpts,
+        ) -> &mut Self
+        where
+            K: AsRef<[u8]> + ?Sized,
+            V: AsRef<[u8]> + ?Sized,
+        {
+            self.push($crate::client::set_command(
+                key.as_ref(),
+                value.as_ref(),
+                opts,
+            ))
+        }
+
+        /// DEL: answers [`Reply::Int`](crate::Reply::Int), the number of keys that existed.
+        pub fn del<K: AsRef<[u8]>>(&mut self, keys: &'a [K]) -> &mut Self {
+            self.push(Ok(::ringcache_proto::Command::Del {
+                keys: keys.iter().map(AsRef::as_ref).collect(),
+            }))
+        }
+
+        /// EXISTS: answers [`Reply::Int`](crate::Reply::Int).
+        pub fn exists<K: AsRef<[u8]>>(&mut self, keys: &'a [K]) -> &mut Self {
+            self.push(Ok(::ringcache_proto::Command::Exists {
+                keys: keys.iter().map(AsRef::as_ref).collect(),
+            }))
+        }
+
+        /// TOUCH: answers [`Reply::Int`](crate::Reply::Int).
+        pub fn touch<K: AsRef<[u8]>>(&mut self, keys: &'a [K]) -> &mut Self {
+            self.push(Ok(::ringcache_proto::Command::Touch {
+                keys: keys.iter().map(AsRef::as_ref).collect(),
+            }))
+        }
+
+        /// EXPIRE: answers [`Reply::Bool`](crate::Reply::Bool).
+        pub fn expire<K: AsRef<[u8]> + ?Sized>(
+            &mut self,
+            key: &'a K,
+            ttl: ::std::time::Duration,
+        ) -> &mut Self {
+            let ms = u64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+            self.push(Ok(::ringcache_proto::Command::Expire {
+                key: key.as_ref(),
+                ms,
+            }))
+        }
+
+        /// PERSIST: answers [`Reply::Bool`](crate::Reply::Bool).
+        pub fn persist<K: AsRef<[u8]> + ?Sized>(&mut self, key: &'a K) -> &mut Self {
+            self.push(Ok(::ringcache_proto::Command::Persist {
+                key: key.as_ref(),
+            }))
+        }
+
+        /// PTTL: answers [`Reply::Int`](crate::Reply::Int) in milliseconds, -1 without expiry, -2 missing.
+        pub fn ttl<K: AsRef<[u8]> + ?Sized>(&mut self, key: &'a K) -> &mut Self {
+            self.push(Ok(::ringcache_proto::Command::Ttl {
+                key: key.as_ref(),
+                millis: true,
+            }))
+        }
+
+        /// INCRBY: answers [`Reply::Int`](crate::Reply::Int), the new value.
+        pub fn incr_by<K: AsRef<[u8]> + ?Sized>(&mut self, key: &'a K, delta: i64) -> &mut Self {
+            self.push(Ok(::ringcache_proto::Command::IncrBy {
+                key: key.as_ref(),
+                delta,
+            }))
+        }
+
+        /// MGET: answers [`Reply::Values`](crate::Reply::Values) in key order.
+        pub fn mget<K: AsRef<[u8]>>(&mut self, keys: &'a [K]) -> &mut Self {
+            self.push(Ok(::ringcache_proto::Command::MGet {
+                keys: keys.iter().map(AsRef::as_ref).collect(),
+            }))
+        }
+
+        /// MSET: answers [`Reply::Ok`](crate::Reply::Ok).
+        pub fn mset<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, pairs: &'a [(K, V)]) -> &mut Self {
+            self.push(Ok(::ringcache_proto::Command::MSet {
+                pairs: pairs
+                    .iter()
+                    .map(|(k, v)| (k.as_ref(), v.as_ref()))
+                    .collect(),
+            }))
+        }
+
+        /// PING: answers [`Reply::Pong`](crate::Reply::Pong).
+        pub fn ping(&mut self) -> &mut Self {
+            self.push(Ok(::ringcache_proto::Command::Ping { msg: None }))
+        }
+
+        /// FLUSH: answers [`Reply::Ok`](crate::Reply::Ok).
+        pub fn flush(&mut self) -> &mut Self {
+            self.push(Ok(::ringcache_proto::Command::Flush))
+        }
+
+        /// INVALIDATE PREFIX: answers [`Reply::Ok`](crate::Reply::Ok).
+        pub fn invalidate_prefix<P: AsRef<[u8]> + ?Sized>(&mut self, prefix: &'a P) -> &mut Self {
+            self.push(Ok(::ringcache_proto::Command::InvalidatePrefix {
+                prefix: prefix.as_ref(),
+            }))
+        }
+
+        /// INVALIDATE TAG: answers [`Reply::Ok`](crate::Reply::Ok).
+        pub fn invalidate_tag<T: AsRef<[u8]> + ?Sized>(&mut self, tag: &'a T) -> &mut Self {
+            self.push(Ok(::ringcache_proto::Command::InvalidateTag {
+                tag: tag.as_ref(),
+            }))
+        }
+
+        /// STATS: answers [`Reply::Stats`](crate::Reply::Stats).
+        pub fn stats(&mut self) -> &mut Self {
+            self.push(Ok(::ringcache_proto::Command::Stats))
+        }
+    };
+}
+#[cfg(feature = "tokio")]
+pub(crate) use batch_builders;
 
 /// A batch of commands collected with the builder methods and sent by [`Pipeline::execute`].
 ///
@@ -71,123 +215,7 @@ impl<'c, 'a> Pipeline<'c, 'a> {
         self.len() == 0
     }
 
-    /// GET: answers [`Reply::Value`] or [`Reply::Nil`] (see [`Reply::into_value`]).
-    pub fn get<K: AsRef<[u8]> + ?Sized>(&mut self, key: &'a K) -> &mut Self {
-        self.push(Ok(Command::Get { key: key.as_ref() }))
-    }
-
-    /// SET without options: answers [`Reply::Ok`].
-    pub fn set<K, V>(&mut self, key: &'a K, value: &'a V) -> &mut Self
-    where
-        K: AsRef<[u8]> + ?Sized,
-        V: AsRef<[u8]> + ?Sized,
-    {
-        self.push(Ok(Command::set(key.as_ref(), value.as_ref())))
-    }
-
-    /// SET with options; read the answer with [`SetOutcome::from_reply`](crate::SetOutcome::from_reply).
-    pub fn set_with<K, V>(&mut self, key: &'a K, value: &'a V, opts: &'a SetOpts) -> &mut Self
-    where
-        K: AsRef<[u8]> + ?Sized,
-        V: AsRef<[u8]> + ?Sized,
-    {
-        self.push(set_command(key.as_ref(), value.as_ref(), opts))
-    }
-
-    /// DEL: answers [`Reply::Int`], the number of keys that existed.
-    pub fn del<K: AsRef<[u8]>>(&mut self, keys: &'a [K]) -> &mut Self {
-        self.push(Ok(Command::Del {
-            keys: keys.iter().map(AsRef::as_ref).collect(),
-        }))
-    }
-
-    /// EXISTS: answers [`Reply::Int`].
-    pub fn exists<K: AsRef<[u8]>>(&mut self, keys: &'a [K]) -> &mut Self {
-        self.push(Ok(Command::Exists {
-            keys: keys.iter().map(AsRef::as_ref).collect(),
-        }))
-    }
-
-    /// TOUCH: answers [`Reply::Int`].
-    pub fn touch<K: AsRef<[u8]>>(&mut self, keys: &'a [K]) -> &mut Self {
-        self.push(Ok(Command::Touch {
-            keys: keys.iter().map(AsRef::as_ref).collect(),
-        }))
-    }
-
-    /// EXPIRE: answers [`Reply::Bool`].
-    pub fn expire<K: AsRef<[u8]> + ?Sized>(&mut self, key: &'a K, ttl: Duration) -> &mut Self {
-        let ms = u64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
-        self.push(Ok(Command::Expire {
-            key: key.as_ref(),
-            ms,
-        }))
-    }
-
-    /// PERSIST: answers [`Reply::Bool`].
-    pub fn persist<K: AsRef<[u8]> + ?Sized>(&mut self, key: &'a K) -> &mut Self {
-        self.push(Ok(Command::Persist { key: key.as_ref() }))
-    }
-
-    /// PTTL: answers [`Reply::Int`] in milliseconds, -1 without expiry, -2 missing.
-    pub fn ttl<K: AsRef<[u8]> + ?Sized>(&mut self, key: &'a K) -> &mut Self {
-        self.push(Ok(Command::Ttl {
-            key: key.as_ref(),
-            millis: true,
-        }))
-    }
-
-    /// INCRBY: answers [`Reply::Int`], the new value.
-    pub fn incr_by<K: AsRef<[u8]> + ?Sized>(&mut self, key: &'a K, delta: i64) -> &mut Self {
-        self.push(Ok(Command::IncrBy {
-            key: key.as_ref(),
-            delta,
-        }))
-    }
-
-    /// MGET: answers [`Reply::Values`] in key order.
-    pub fn mget<K: AsRef<[u8]>>(&mut self, keys: &'a [K]) -> &mut Self {
-        self.push(Ok(Command::MGet {
-            keys: keys.iter().map(AsRef::as_ref).collect(),
-        }))
-    }
-
-    /// MSET: answers [`Reply::Ok`].
-    pub fn mset<K: AsRef<[u8]>, V: AsRef<[u8]>>(&mut self, pairs: &'a [(K, V)]) -> &mut Self {
-        self.push(Ok(Command::MSet {
-            pairs: pairs
-                .iter()
-                .map(|(k, v)| (k.as_ref(), v.as_ref()))
-                .collect(),
-        }))
-    }
-
-    /// PING: answers [`Reply::Pong`].
-    pub fn ping(&mut self) -> &mut Self {
-        self.push(Ok(Command::Ping { msg: None }))
-    }
-
-    /// FLUSH: answers [`Reply::Ok`].
-    pub fn flush(&mut self) -> &mut Self {
-        self.push(Ok(Command::Flush))
-    }
-
-    /// INVALIDATE PREFIX: answers [`Reply::Ok`].
-    pub fn invalidate_prefix<P: AsRef<[u8]> + ?Sized>(&mut self, prefix: &'a P) -> &mut Self {
-        self.push(Ok(Command::InvalidatePrefix {
-            prefix: prefix.as_ref(),
-        }))
-    }
-
-    /// INVALIDATE TAG: answers [`Reply::Ok`].
-    pub fn invalidate_tag<T: AsRef<[u8]> + ?Sized>(&mut self, tag: &'a T) -> &mut Self {
-        self.push(Ok(Command::InvalidateTag { tag: tag.as_ref() }))
-    }
-
-    /// STATS: answers [`Reply::Stats`].
-    pub fn stats(&mut self) -> &mut Self {
-        self.push(Ok(Command::Stats))
-    }
+    batch_builders!();
 
     /// Sends the batch and answers one result per command, in the order they were added.
     pub fn execute(self) -> Vec<Result<Reply, ClientError>> {
@@ -199,6 +227,40 @@ impl<'c, 'a> Pipeline<'c, 'a> {
         }
         self.client.run_ops(&self.ops)
     }
+}
+
+/// Whether a part that failed with `e` goes once more on a fresh connection: only when its
+/// connection broke, and then if it cannot have reached the server, or it is idempotent
+/// (`op_retry`) and the client resends idempotent requests.
+pub(crate) fn resend_part(
+    e: &ClientError,
+    maybe_sent: bool,
+    retry_idempotent: bool,
+    op_retry: bool,
+) -> bool {
+    e.is_connection_broken() && (!maybe_sent || (retry_idempotent && op_retry))
+}
+
+/// Merges the parts' results (all operations' parts, in order) back into one answer per
+/// operation. Each operation takes exactly its own parts, even when one of them failed.
+pub(crate) fn merge_ops(
+    ops: &[Result<Op<'_>, ClientError>],
+    results: Vec<Option<Result<Reply, ClientError>>>,
+) -> Vec<Result<Reply, ClientError>> {
+    let mut results = results.into_iter();
+    ops.iter()
+        .map(|op| match op {
+            Err(e) => Err(e.clone()),
+            Ok(op) => {
+                let parts: Vec<_> = results
+                    .by_ref()
+                    .take(op.parts.len())
+                    .map(|r| r.unwrap_or_else(|| Err(ClientError::Protocol("no reply".into()))))
+                    .collect();
+                route::merge(&op.merge, parts)
+            }
+        })
+        .collect()
 }
 
 impl Client {
@@ -283,10 +345,12 @@ impl Client {
             }
             for (p, e, maybe_sent) in failed {
                 let retry = attempt == 0
-                    && e.is_connection_broken()
-                    && (!maybe_sent
-                        || (self.cfg.retry_idempotent
-                            && matches!(&ops[part_op[p]], Ok(op) if op.retry)));
+                    && resend_part(
+                        &e,
+                        maybe_sent,
+                        self.cfg.retry_idempotent,
+                        matches!(&ops[part_op[p]], Ok(op) if op.retry),
+                    );
                 if retry {
                     pending[part_ref[p].0].push(p);
                 } else {
@@ -300,18 +364,6 @@ impl Client {
                 list.sort_unstable();
             }
         }
-        // Merge parts back into one answer per operation, in order.
-        let mut results = results.into_iter();
-        ops.iter()
-            .map(|op| match op {
-                Err(e) => Err(e.clone()),
-                Ok(op) => {
-                    let parts = results.by_ref().take(op.parts.len()).map(|r| {
-                        r.unwrap_or_else(|| Err(ClientError::Protocol("no reply".into())))
-                    });
-                    route::merge(&op.merge, parts)
-                }
-            })
-            .collect()
+        merge_ops(ops, results)
     }
 }
