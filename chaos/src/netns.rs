@@ -1,8 +1,6 @@
-//! The run's network: a network namespace the harness enters (unshare(CLONE_NEWNET)) with its
-//! own loopback, where every process's outgoing connections are source-NATed to its own
-//! 127.0.0.x (matched by its group id, `meta skgid`), so link faults are nftables rules on
-//! sender group id and receiver address. Falls back to the host's loopback, with no link
-//! faults, where namespaces are refused.
+//! The run's network: a namespace of its own (unshare(CLONE_NEWNET)) where each process's
+//! connections leave from its own 127.0.0.x (nftables SNAT by group id), so link faults are rules
+//! on sender group id and receiver address; plain loopback, without link faults, where refused.
 
 use std::collections::BTreeSet;
 use std::io::Write;

@@ -1,7 +1,6 @@
-//! Named scenarios: scripted fault sequences that replay a known situation — the three the
-//! cluster fails today (paused replica then crashed primary, balancer restart, primary cut off
-//! from the balancer) and three it passes (smoke: primary killed, replica outage and restart,
-//! range move during writes).
+//! Named scenarios: scripted fault sequences — the three the cluster fails today (paused replica
+//! then crashed primary, balancer restart, primary cut off from the balancer) and three it passes
+//! (smoke: primary killed, replica outage and restart, range move during writes).
 
 use std::time::{Duration, Instant};
 
