@@ -47,7 +47,7 @@ pub const ALL: [Scenario; 6] = [
     },
     Scenario {
         name: "primary-cut-off",
-        about: "1 primary + 1 replica, ack=all: cut the primary from the balancer and its replica until the replica is promoted; a client with the old map writes to the old primary (still reachable); read through the balancer",
+        about: "1 primary + 1 replica, ack=all: cut the primary from the balancer (both ways) until its replica is promoted; a client holding the old map writes to and reads the old primary, a client through the balancer writes and reads the new one",
         passes_today: false,
         run: primary_cut_off,
         spec: small,
