@@ -33,7 +33,7 @@ fn balancer_restart_keeps_ids_groups_roles_and_data() {
 }
 
 #[test]
-#[ignore = "fails today: a primary cut off from the balancer and its replica keeps acknowledging writes after the replica is promoted; fixed by the fencing (leases) issue"]
+#[ignore = "fails today: a primary cut off from the balancer keeps acknowledging writes and serving reads after its replica is promoted; fixed by the fencing (epochs, leases) issue"]
 fn primary_cut_off_stops_acknowledging_writes() {
     assert_passes("primary-cut-off");
 }

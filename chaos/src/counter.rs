@@ -1,8 +1,6 @@
-//! Linearizability of a counter key (only INCR and GET) in O(n log n): the k-th increment's
-//! linearization point is placed as early as every constraint allows, each value gap filled
-//! by the earliest-invoked unknown INCR — earliest placement only loosens later constraints,
-//! so the greedy finds an order whenever one exists. It replaces the general search on such
-//! keys, where unknown increments would otherwise multiply the configurations.
+//! Linearizability of a counter key (only INCR and GET) in O(n log n): each increment is placed
+//! as early as every constraint allows, value gaps filled by the earliest-invoked unknown INCR;
+//! earliest placement only loosens later constraints, so it finds an order whenever one exists.
 
 use std::collections::{BTreeMap, VecDeque};
 

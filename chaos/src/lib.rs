@@ -1,7 +1,6 @@
-//! ringcache-chaos: a fault-injection harness and consistency checker for ringcache clusters.
-//! It starts a real cluster from the `ringcache` binary inside its own network namespace,
-//! runs a recorded workload under seeded nemeses, and checks the history (linearizability per
-//! key, operator counts, DIGEST convergence) against the promise of the write-ack mode.
+//! ringcache-chaos: fault injection and consistency checking for ringcache clusters. A real
+//! cluster runs in the harness's own network namespace under seeded nemeses; the recorded
+//! history is checked (per-key linearizability, operator counts, DIGEST) against its promise.
 
 #![warn(missing_docs)]
 

@@ -1,8 +1,6 @@
-//! The run's network: a network namespace the harness enters (unshare(CLONE_NEWNET)) with its
-//! own loopback, where every process's outgoing connections are source-NATed to its own
-//! 127.0.0.x (matched by its group id, `meta skgid`), so link faults are nftables rules on
-//! sender group id and receiver address. Falls back to the host's loopback, with no link
-//! faults, where namespaces are refused.
+//! The run's network: a namespace of its own (unshare(CLONE_NEWNET)) where each process's
+//! connections leave from its own 127.0.0.x (nftables SNAT by group id), so link faults are rules
+//! on sender group id and receiver address; plain loopback, without link faults, where refused.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -36,6 +34,8 @@ pub struct Net {
     pub isolated: bool,
     /// Whether link faults can be made (nft works in the namespace).
     pub firewall: bool,
+    /// Whether slow links can be made (`tc netem` works on the namespace's loopback).
+    pub netem: bool,
     /// Why the run is less isolated than asked, for the report.
     pub notes: Vec<String>,
     cuts: BTreeSet<Cut>,
@@ -90,6 +90,7 @@ impl Net {
         let mut net = Net {
             isolated: false,
             firewall: false,
+            netem: false,
             notes: Vec::new(),
             cuts: BTreeSet::new(),
         };
@@ -130,7 +131,42 @@ impl Net {
                 "nftables unavailable ({e}): no link faults (install nftables)"
             )),
         }
+        let probe = run(
+            "tc",
+            &["qdisc", "add", "dev", "lo", "root", "netem", "delay", "0ms"],
+            None,
+        )
+        .and_then(|()| run("tc", &["qdisc", "del", "dev", "lo", "root"], None));
+        match probe {
+            Ok(()) => net.netem = true,
+            Err(e) => net
+                .notes
+                .push(format!("tc netem unavailable ({e}): no slow links")),
+        }
         net
+    }
+
+    /// Delays every packet of the namespace by `ms` ± `ms`/2 (no-op without netem).
+    pub fn slow(&mut self, ms: u32) -> Result<()> {
+        if !self.netem {
+            return Ok(());
+        }
+        let (d, j) = (format!("{ms}ms"), format!("{}ms", ms / 2));
+        run(
+            "tc",
+            &[
+                "qdisc", "add", "dev", "lo", "root", "netem", "delay", &d, &j,
+            ],
+            None,
+        )
+    }
+
+    /// Removes the delay.
+    pub fn unslow(&mut self) -> Result<()> {
+        if !self.netem {
+            return Ok(());
+        }
+        run("tc", &["qdisc", "del", "dev", "lo", "root"], None)
     }
 
     /// The link faults in force.

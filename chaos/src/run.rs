@@ -153,6 +153,10 @@ impl Ctx {
             self.notes.push(format!("skipped (no firewall): {fault}"));
             return Ok(None);
         }
+        if matches!(fault, Fault::Slow { .. }) && !self.net.netem {
+            self.notes.push(format!("skipped (no tc netem): {fault}"));
+            return Ok(None);
+        }
         let nodes = self.cluster.nodes.len();
         let what = match fault {
             Fault::Kill(t) => {
@@ -161,6 +165,10 @@ impl Ctx {
             }
             Fault::Pause(t) => {
                 self.cluster.proc_mut(*t).pause();
+                fault.to_string()
+            }
+            Fault::Slow { ms } => {
+                self.net.slow(*ms)?;
                 fault.to_string()
             }
             Fault::NodeFromBalancer { node, one_way } => {
@@ -268,6 +276,7 @@ impl Ctx {
                 self.cluster.proc_mut(*t).resume();
                 Ok(())
             }
+            Fault::Slow { .. } => self.net.unslow(),
             _ => self.net.heal(),
         };
         self.events.push(Event {
@@ -345,6 +354,7 @@ impl Ctx {
         budget: usize,
     ) -> RunReport {
         let _ = self.net.heal();
+        let _ = self.net.unslow();
         for p in std::iter::once(Target::Balancer)
             .chain((0..self.cluster.nodes.len()).map(Target::Node))
             .collect::<Vec<_>>()
@@ -438,8 +448,9 @@ pub fn random_run(
     promise: Promise,
     budget: usize,
 ) -> Result<RunReport> {
-    let firewall = ctx.net.firewall;
-    let schedule = crate::schedule::random(seed, seconds, ctx.cluster.nodes.len(), firewall);
+    let (firewall, netem) = (ctx.net.firewall, ctx.net.netem);
+    let nodes = ctx.cluster.nodes.len();
+    let schedule = crate::schedule::random(seed, seconds, nodes, firewall, netem);
     ctx.start = Instant::now();
     let running = workload::start(&ctx.load, &ctx.cluster.balancer_addr(), ctx.start);
     for w in &schedule {

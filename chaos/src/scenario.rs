@@ -1,7 +1,6 @@
-//! Named scenarios: scripted fault sequences that replay a known situation — the three the
-//! cluster fails today (paused replica then crashed primary, balancer restart, primary cut off
-//! from the balancer) and three it passes (smoke: primary killed, replica outage and restart,
-//! range move during writes).
+//! Named scenarios: scripted fault sequences — the three the cluster fails today (paused replica
+//! then crashed primary, balancer restart, primary cut off from the balancer) and three it passes
+//! (smoke: primary killed, replica outage and restart, range move during writes).
 
 use std::time::{Duration, Instant};
 
@@ -48,7 +47,7 @@ pub const ALL: [Scenario; 6] = [
     },
     Scenario {
         name: "primary-cut-off",
-        about: "1 primary + 1 replica, ack=all: cut the primary from the balancer and its replica until the replica is promoted; a client with the old map writes to the old primary (still reachable); read through the balancer",
+        about: "1 primary + 1 replica, ack=all: cut the primary from the balancer (both ways) until its replica is promoted; a client holding the old map writes to and reads the old primary, a client through the balancer writes and reads the new one",
         passes_today: false,
         run: primary_cut_off,
         spec: small,

@@ -38,6 +38,11 @@ pub enum Fault {
     /// These node slots (a minority) cut two-way from the balancer, the clients and the
     /// other nodes (the majority).
     Minority(Vec<usize>),
+    /// Every link of the namespace delayed by `ms` ± `ms`/2 (`tc netem` on its loopback).
+    Slow {
+        /// Mean added delay, ms.
+        ms: u32,
+    },
     /// A node's links drop `pct` percent of packets both ways.
     Lossy {
         /// Node slot.
@@ -50,7 +55,7 @@ pub enum Fault {
 impl Fault {
     /// Whether it needs link faults (a firewall in the namespace).
     pub fn needs_firewall(&self) -> bool {
-        !matches!(self, Fault::Kill(_) | Fault::Pause(_))
+        !matches!(self, Fault::Kill(_) | Fault::Pause(_) | Fault::Slow { .. })
     }
 }
 
@@ -82,6 +87,7 @@ impl fmt::Display for Fault {
                 write!(f, "minority [{}] | majority", names.join(" "))
             }
             Fault::Lossy { node, pct } => write!(f, "lossy links of n{node} ({pct}% drop)"),
+            Fault::Slow { ms } => write!(f, "slow links ({ms} ms +- {} ms, all)", ms / 2),
         }
     }
 }
@@ -99,8 +105,9 @@ pub struct Window {
 
 /// Draws a schedule for a run of `duration` seconds over `nodes` node slots: quiet gaps of 4
 /// to 10 s and faults of 3 to 15 s, from 5 s in until 15 s before the end; link faults only
-/// with `firewall`.
-pub fn random(seed: u64, duration: f64, nodes: usize, firewall: bool) -> Vec<Window> {
+/// with `firewall`, slow links only with `netem` (without it a seed draws the same schedule as
+/// before slow links existed).
+pub fn random(seed: u64, duration: f64, nodes: usize, firewall: bool, netem: bool) -> Vec<Window> {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut out = Vec::new();
     let mut t = 5.0;
@@ -150,6 +157,13 @@ pub fn random(seed: u64, duration: f64, nodes: usize, firewall: bool) -> Vec<Win
             },
             _ => Fault::Kill(Target::Node(node)),
         };
+        let fault = if netem && rng.gen_bool(0.1) {
+            Fault::Slow {
+                ms: rng.gen_range(20..200),
+            }
+        } else {
+            fault
+        };
         out.push(Window {
             start: t,
             end: t + len,
@@ -166,17 +180,21 @@ mod tests {
 
     #[test]
     fn a_seed_replays_its_schedule_and_windows_do_not_overlap() {
-        let a = random(42, 600.0, 6, true);
-        assert_eq!(a, random(42, 600.0, 6, true));
-        assert_ne!(a, random(43, 600.0, 6, true));
+        let a = random(42, 600.0, 6, true, false);
+        assert_eq!(a, random(42, 600.0, 6, true, false));
+        assert_ne!(a, random(43, 600.0, 6, true, false));
+        assert!(a.iter().all(|w| !matches!(w.fault, Fault::Slow { .. })));
+        assert!(random(42, 600.0, 6, true, true)
+            .iter()
+            .any(|w| matches!(w.fault, Fault::Slow { .. })));
         assert!(a.len() > 15, "{}", a.len());
         for w in a.windows(2) {
             assert!(w[0].end < w[1].start);
         }
         assert!(a.iter().all(|w| w.end <= 585.0 && w.start >= 5.0));
-        assert!(random(1, 600.0, 6, false)
+        assert!(random(1, 600.0, 6, false, false)
             .iter()
             .all(|w| !w.fault.needs_firewall()));
-        assert!(random(1, 10.0, 6, true).is_empty());
+        assert!(random(1, 10.0, 6, true, true).is_empty());
     }
 }

@@ -1,7 +1,6 @@
-//! Synthetic histories for measuring and testing the checker: clients run against a simulated
-//! register store, each operation taking effect at a random point between its invocation and
-//! its answer, some timing out (their effect random), so the history is linearizable by
-//! construction.
+//! Synthetic histories for measuring and testing the checker: clients against a simulated store,
+//! each op taking effect at a random point of its interval, some timing out (effect random), so
+//! the history is linearizable by construction.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
