@@ -226,6 +226,15 @@ fn a_primary_killed_under_load_every_task_finishes_or_gets_a_typed_error() {
         let victim_id = before.groups[0].primary.unwrap();
         let replica = before.groups[0].replicas[0];
         let victim_port = before.member(victim_id).unwrap().main_port;
+        eprintln!(
+            "balancer {}; members (id, main port, core ports): {:?}",
+            cluster.addr(),
+            before
+                .members
+                .iter()
+                .map(|m| (m.id, m.main_port, m.core_ports.clone()))
+                .collect::<Vec<_>>()
+        );
 
         let map = std::sync::Arc::new(before.clone());
         let start = Instant::now();

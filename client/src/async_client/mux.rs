@@ -479,6 +479,10 @@ async fn write_loop(shared: Arc<Shared>, mut wr: OwnedWriteHalf, write_timeout: 
     let mut out = BytesMut::with_capacity(INITIAL_BUF);
     loop {
         shared.wake.notified().await;
+        // Let the tasks already runnable on this worker queue their requests first, so that
+        // they leave in this write (on a multi-threaded runtime the writer is otherwise woken
+        // by the first request and writes it nearly alone).
+        tokio::task::yield_now().await;
         // Each round takes everything queued so far; callers queue more meanwhile.
         loop {
             let frames = {
