@@ -25,6 +25,8 @@ enum Answer {
     Stats,
     /// Every core's entry count and digest (DIGEST).
     Digest,
+    /// Every core's key count, added up (DBSIZE).
+    DbSize,
 }
 
 /// A request spread over the node's cores: one operation per core and how to merge.
@@ -125,6 +127,7 @@ pub fn broadcast(cmd: &Command<'_>, cores: u32) -> Option<CoreSplit> {
         }
         Command::InvalidateTag { tag } => (RemoteOp::InvalidateTag(tag.to_vec()), Answer::Done),
         Command::Stats => (RemoteOp::Stats, Answer::Stats),
+        Command::DbSize => (RemoteOp::Stats, Answer::DbSize),
         Command::Digest => (RemoteOp::Digest, Answer::Digest),
         _ => return None,
     };
@@ -161,6 +164,9 @@ impl CoreSplit {
                 (Answer::Count, RemoteReply::Count(n)) => count = count.saturating_add(n),
                 (Answer::Done, RemoteReply::Done) => {}
                 (Answer::Stats, RemoteReply::Stats(f, s)) => stats.push((f, s)),
+                (Answer::DbSize, RemoteReply::Stats(_, s)) => {
+                    count = count.saturating_add(i64::try_from(s.keys).unwrap_or(i64::MAX))
+                }
                 (Answer::Digest, RemoteReply::Digest(n, d)) => {
                     digests.push(n.to_string().into_bytes());
                     digests.push(d.to_string().into_bytes());
@@ -173,7 +179,7 @@ impl CoreSplit {
                 Ok(vs) => Merged::Values(vs),
                 Err(e) => Merged::Failed(Response::error(ErrorKind::Internal, e.to_string())),
             },
-            Answer::Count => Merged::Count(count),
+            Answer::Count | Answer::DbSize => Merged::Count(count),
             Answer::Done => Merged::Done,
             Answer::Stats => Merged::Stats(node_stats(self.cores, stats)),
             Answer::Digest => Merged::Digest(digests),

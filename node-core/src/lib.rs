@@ -15,6 +15,7 @@ pub mod config;
 pub mod core_state;
 pub mod execute;
 pub mod fan_out;
+pub mod key_ops;
 pub mod map_change;
 pub mod plan;
 pub mod redirect;

@@ -34,8 +34,18 @@ pub fn plan(cmd: &Command<'_>, me: u32, cores: u32) -> Plan {
             Some(_) => Plan::Split,
         };
     }
+    if let Command::MSetNx { pairs } = cmd {
+        // All on one core: run there. Spread over cores: run here, where MSETNX answers
+        // CROSSSLOT (it is atomic only on one core).
+        let mut owners = pairs.iter().map(|(k, _)| core_for_key(k, cores));
+        return match owners.next() {
+            Some(first) if owners.all(|c| c == first) => here_or(first),
+            _ => Plan::Local,
+        };
+    }
     match cmd {
         Command::Flush
+        | Command::DbSize
         | Command::InvalidatePrefix { .. }
         | Command::InvalidateTag { .. }
         | Command::Stats

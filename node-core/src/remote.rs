@@ -222,7 +222,7 @@ pub fn broadcast_op(cmd: &Command<'_>) -> Option<RemoteOp> {
         Command::Flush => Some(RemoteOp::Flush),
         Command::InvalidatePrefix { prefix } => Some(RemoteOp::InvalidatePrefix(prefix.to_vec())),
         Command::InvalidateTag { tag } => Some(RemoteOp::InvalidateTag(tag.to_vec())),
-        Command::Stats => Some(RemoteOp::Stats),
+        Command::Stats | Command::DbSize => Some(RemoteOp::Stats),
         Command::Digest => Some(RemoteOp::Digest),
         _ => None,
     }

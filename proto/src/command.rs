@@ -7,6 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TooLarge;
+use crate::key_op::KeyOp;
 use crate::limits::Limits;
 use crate::opcode::Opcode;
 
@@ -190,6 +191,25 @@ pub enum Command<'a> {
         /// The connection name.
         name: &'a [u8],
     },
+    /// A single-key string or keyspace operation (SETNX, GETDEL, APPEND, EXPIREAT, ...).
+    Key {
+        /// The key.
+        key: &'a [u8],
+        /// What to do with it.
+        op: KeyOp<'a>,
+    },
+    /// Write many keys only if none exists (`MSETNX`); all keys must be on one core.
+    MSetNx {
+        /// Key/value pairs.
+        pairs: Vec<(&'a [u8], &'a [u8])>,
+    },
+    /// The number of keys (`DBSIZE`), summed over the node's cores.
+    DbSize,
+    /// The kind of value at a key (`TYPE`): `string` or `none`.
+    Type {
+        /// The key.
+        key: &'a [u8],
+    },
 }
 
 fn check(what: &'static str, len: usize, max: usize) -> Result<(), TooLarge> {
@@ -250,6 +270,10 @@ impl<'a> Command<'a> {
             Command::Select { .. } => Opcode::Select,
             Command::ClientSetInfo => Opcode::ClientSetInfo,
             Command::ClientSetName { .. } => Opcode::ClientSetName,
+            Command::Key { .. } => Opcode::Key,
+            Command::MSetNx { .. } => Opcode::MSetNx,
+            Command::DbSize => Opcode::DbSize,
+            Command::Type { .. } => Opcode::Type,
         }
     }
 
@@ -262,13 +286,18 @@ impl<'a> Command<'a> {
             | Command::Expire { key, .. }
             | Command::Ttl { key, .. }
             | Command::Persist { key }
-            | Command::IncrBy { key, .. } => Some(key),
+            | Command::IncrBy { key, .. }
+            | Command::Key { key, .. }
+            | Command::Type { key } => Some(key),
             _ => None,
         }
     }
 
     /// Whether the command changes stored data (and so goes to the primary and is replicated).
     pub fn is_write(&self) -> bool {
+        if let Command::Key { op, .. } = self {
+            return op.is_write();
+        }
         matches!(
             self,
             Command::Set { .. }
@@ -276,6 +305,7 @@ impl<'a> Command<'a> {
                 | Command::Expire { .. }
                 | Command::Persist { .. }
                 | Command::MSet { .. }
+                | Command::MSetNx { .. }
                 | Command::IncrBy { .. }
                 | Command::Flush
                 | Command::InvalidatePrefix { .. }
@@ -292,7 +322,12 @@ impl<'a> Command<'a> {
             | Command::Expire { key: k, .. }
             | Command::Ttl { key: k, .. }
             | Command::Persist { key: k }
+            | Command::Type { key: k }
             | Command::IncrBy { key: k, .. } => key(k),
+            Command::Key { key: k, op } => {
+                key(k)?;
+                check("value", op.value().map_or(0, <[u8]>::len), limits.max_value)
+            }
             Command::Set {
                 key: k,
                 value,
@@ -309,7 +344,7 @@ impl<'a> Command<'a> {
             | Command::Exists { keys }
             | Command::Touch { keys }
             | Command::MGet { keys } => check_keys(keys, limits),
-            Command::MSet { pairs } => {
+            Command::MSet { pairs } | Command::MSetNx { pairs } => {
                 check("argument count", pairs.len(), limits.max_args)?;
                 pairs.iter().try_for_each(|(k, v)| {
                     key(k)?;
@@ -333,6 +368,7 @@ impl<'a> Command<'a> {
             | Command::CommandDocs
             | Command::Quit
             | Command::Select { .. }
+            | Command::DbSize
             | Command::ClientSetInfo => Ok(()),
         }
     }

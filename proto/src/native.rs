@@ -153,7 +153,9 @@ fn encode_request_body(out: &mut BytesMut, cmd: &Command<'_>) -> Result<(), Enco
         | Command::MGet { keys } => ser(out, &SliceList(keys)),
         Command::Expire { key, ms } => ser(out, &(b(key), ms)),
         Command::Ttl { key, millis } => ser(out, &(b(key), millis)),
-        Command::MSet { pairs } => ser(out, &PairList(pairs)),
+        Command::MSet { pairs } | Command::MSetNx { pairs } => ser(out, &PairList(pairs)),
+        Command::Key { key, op } => ser(out, &(b(key), op)),
+        Command::Type { key } => ser(out, b(key)),
         Command::IncrBy { key, delta } => ser(out, &(b(key), delta)),
         Command::Ping { msg } => ser(out, &msg.map(b)),
         Command::Hello { version, auth } => ser(out, &(version, auth.as_ref().map(creds_tuple))),
@@ -165,6 +167,7 @@ fn encode_request_body(out: &mut BytesMut, cmd: &Command<'_>) -> Result<(), Enco
         | Command::Topology
         | Command::CommandDocs
         | Command::Quit
+        | Command::DbSize
         | Command::ClientSetInfo => Ok(()),
     }
 }
@@ -181,7 +184,7 @@ pub fn decode_request<'a>(
         Opcode::Del | Opcode::Exists | Opcode::Touch | Opcode::MGet => {
             check_seq_len(body, 8, limits)?
         }
-        Opcode::MSet => check_seq_len(body, 16, limits)?,
+        Opcode::MSet | Opcode::MSetNx => check_seq_len(body, 16, limits)?,
         _ => {}
     }
     let cmd = match op {
@@ -251,6 +254,17 @@ pub fn decode_request<'a>(
         Opcode::MSet => Command::MSet {
             pairs: o.deserialize(body)?,
         },
+        Opcode::MSetNx => Command::MSetNx {
+            pairs: o.deserialize(body)?,
+        },
+        Opcode::Key => {
+            let (key, op) = o.deserialize(body)?;
+            Command::Key { key, op }
+        }
+        Opcode::Type => Command::Type {
+            key: o.deserialize(body)?,
+        },
+        Opcode::DbSize => unit(o, body, Command::DbSize)?,
         Opcode::IncrBy => {
             let (key, delta) = o.deserialize(body)?;
             Command::IncrBy { key, delta }

@@ -8,6 +8,7 @@ use std::fmt;
 use bytes::{BufMut, BytesMut};
 
 use crate::command::{Command, Expiry, SetCond};
+use crate::key_op::{ExpireCond, KeyOp};
 use crate::opcode::Opcode;
 use crate::response::{ErrorKind, Response, ValueRef};
 
@@ -185,6 +186,8 @@ pub fn write_response(out: &mut BytesMut, ver: RespVersion, op: Opcode, resp: &R
             write_bulk(out, value);
             write_uint(out, *version);
         }
+        // TYPE answers a status line (`+string`, `+none`).
+        Response::Bulk(value) if op == Opcode::Type => write_simple(out, value),
         Response::Value { value, .. } | Response::Bulk(value) => write_bulk(out, value),
         Response::Int(i) => write_int(out, *i),
         Response::Bool(b) => write_int(out, i64::from(*b)),
@@ -370,6 +373,95 @@ fn for_each_arg<'c>(cmd: &Command<'c>, f: &mut dyn FnMut(Arg<'c>)) {
         Command::ClientSetName { name } => [B(b"CLIENT"), B(b"SETNAME"), B(name)]
             .into_iter()
             .for_each(f),
+        Command::Key { key, op } => key_op_args(key, op, f),
+        Command::MSetNx { pairs } => {
+            f(B(b"MSETNX"));
+            for (k, v) in pairs {
+                f(B(k));
+                f(B(v));
+            }
+        }
+        Command::DbSize => f(B(b"DBSIZE")),
+        Command::Type { key } => [B(b"TYPE"), B(key)].into_iter().for_each(f),
+    }
+}
+
+/// The expiry option words of SET/GETEX for `e` (nothing for no expiry).
+fn expiry_args<'c>(e: &Expiry, f: &mut dyn FnMut(Arg<'c>)) {
+    match e {
+        Expiry::None => {}
+        Expiry::KeepTtl => f(Arg::Bytes(b"KEEPTTL")),
+        Expiry::RelativeMs(ms) => [Arg::Bytes(b"PX"), Arg::UInt(*ms)].into_iter().for_each(f),
+        Expiry::AbsoluteUnixMs(ms) => [Arg::Bytes(b"PXAT"), Arg::UInt(*ms)]
+            .into_iter()
+            .for_each(f),
+    }
+}
+
+/// Arguments of a `Command::Key` as a RESP client sends them.
+fn key_op_args<'c>(key: &'c [u8], op: &KeyOp<'c>, f: &mut dyn FnMut(Arg<'c>)) {
+    use Arg::{Bytes as B, Int as I, UInt as U};
+    match op {
+        KeyOp::SetNx { value } => [B(b"SETNX"), B(key), B(value)].into_iter().for_each(f),
+        KeyOp::SetGet {
+            value,
+            expiry,
+            cond,
+        } => {
+            [B(b"SET"), B(key), B(value)].into_iter().for_each(&mut *f);
+            expiry_args(expiry, f);
+            match cond {
+                SetCond::Always => {}
+                SetCond::Nx => f(B(b"NX")),
+                SetCond::Xx => f(B(b"XX")),
+            }
+            f(B(b"GET"));
+        }
+        KeyOp::GetDel => [B(b"GETDEL"), B(key)].into_iter().for_each(f),
+        KeyOp::GetEx { expiry } => {
+            [B(b"GETEX"), B(key)].into_iter().for_each(&mut *f);
+            match expiry {
+                None => {}
+                Some(Expiry::None) => f(B(b"PERSIST")),
+                Some(e) => expiry_args(e, f),
+            }
+        }
+        KeyOp::Strlen => [B(b"STRLEN"), B(key)].into_iter().for_each(f),
+        KeyOp::Append { value } => [B(b"APPEND"), B(key), B(value)].into_iter().for_each(f),
+        KeyOp::GetRange { start, end } => [B(b"GETRANGE"), B(key), I(*start), I(*end)]
+            .into_iter()
+            .for_each(f),
+        KeyOp::SetRange { offset, value } => [B(b"SETRANGE"), B(key), U(*offset), B(value)]
+            .into_iter()
+            .for_each(f),
+        KeyOp::IncrByFloat { delta } => [B(b"INCRBYFLOAT"), B(key), B(delta)]
+            .into_iter()
+            .for_each(f),
+        KeyOp::ExpireWhen { at, cond } => {
+            let (name, t): (&'static [u8], u64) = match at {
+                Expiry::AbsoluteUnixMs(ms) => (b"PEXPIREAT", *ms),
+                Expiry::RelativeMs(ms) => (b"PEXPIRE", *ms),
+                Expiry::None | Expiry::KeepTtl => (b"PEXPIRE", 0),
+            };
+            [B(name), B(key), U(t)].into_iter().for_each(&mut *f);
+            match cond {
+                ExpireCond::Always => {}
+                ExpireCond::Nx => f(B(b"NX")),
+                ExpireCond::Xx => f(B(b"XX")),
+                ExpireCond::Gt => f(B(b"GT")),
+                ExpireCond::Lt => f(B(b"LT")),
+                ExpireCond::XxLt => [B(b"XX"), B(b"LT")].into_iter().for_each(&mut *f),
+            }
+        }
+        KeyOp::ExpireTime { millis } => {
+            let name: &'static [u8] = if *millis {
+                b"PEXPIRETIME"
+            } else {
+                b"EXPIRETIME"
+            };
+            [B(name), B(key)].into_iter().for_each(f)
+        }
+        KeyOp::MemoryUsage => [B(b"MEMORY"), B(b"USAGE"), B(key)].into_iter().for_each(f),
     }
 }
 
