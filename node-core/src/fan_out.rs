@@ -296,6 +296,10 @@ mod tests {
             },
             1_000,
         );
+        assert!(matches!(
+            run(&mut cores, broadcast(&Command::DbSize, 2).unwrap()),
+            Merged::Count(2)
+        ));
         let Merged::Digest(d) = run(&mut cores, broadcast(&Command::Digest, 2).unwrap()) else {
             panic!("expected digests");
         };

@@ -294,3 +294,198 @@ pub fn msetnx<'s>(core: &mut CoreState, pairs: &[(&[u8], &[u8])], now: u64) -> R
     }
     Response::Bool(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core_state::test_support::core;
+    use crate::execute::execute;
+    use ringcache_cluster::replication::WriteAck;
+    use ringcache_proto::{parse_command, Limits};
+
+    const NOW: u64 = 1_000_000;
+
+    /// Runs one RESP line on `c` and renders the reply as a short string.
+    fn run(c: &mut CoreState, line: &str) -> String {
+        let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+        let cmd = match parse_command(&args[..], &c.limits) {
+            Ok(cmd) => cmd,
+            Err(e) => return e.to_string(),
+        };
+        match execute(c, &cmd, NOW) {
+            Response::Ok => "OK".into(),
+            Response::Nil => "nil".into(),
+            Response::Int(i) => i.to_string(),
+            Response::Bool(b) => i64::from(b).to_string(),
+            Response::Bulk(b) | Response::Value { value: b, .. } => {
+                format!("\"{}\"", String::from_utf8_lossy(b))
+            }
+            Response::Error { kind, message } => format!("{} {message}", kind.resp_prefix()),
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn check(c: &mut CoreState, script: &[(&str, &str)]) {
+        for (line, want) in script {
+            assert_eq!(run(c, line), *want, "{line}");
+        }
+    }
+
+    #[test]
+    fn window_follows_redis() {
+        assert_eq!(range_window(11, 0, 4), Some((0, 4)));
+        assert_eq!(range_window(11, -5, -1), Some((6, 10)));
+        assert_eq!(range_window(11, 5, 2), None);
+        assert_eq!(range_window(11, -1, -5), None);
+        assert_eq!(range_window(11, 0, 100), Some((0, 10)));
+        assert_eq!(range_window(11, 100, 200), None);
+        assert_eq!(range_window(11, -100, -50), Some((0, 0)));
+        assert_eq!(range_window(0, 0, -1), None);
+    }
+
+    /// Replies as redis-server 7.0 gives them for the same lines.
+    #[test]
+    fn strings_answer_as_redis() {
+        let mut c = core(0, 1, WriteAck::All);
+        check(
+            &mut c,
+            &[
+                ("SETNX k1 v1", "1"),
+                ("SETNX k1 v2", "0"),
+                ("GETSET k1 new", "\"v1\""),
+                ("GETSET missing x", "nil"),
+                ("GETDEL k1", "\"new\""),
+                ("GETDEL k1", "nil"),
+                ("SET g hello EX 100", "OK"),
+                ("GETEX g PERSIST", "\"hello\""),
+                ("TTL g", "-1"),
+                ("GETEX g EX 50", "\"hello\""),
+                ("TTL g", "50"),
+                ("GETEX g PXAT 1000", "\"hello\""),
+                ("EXISTS g", "0"),
+                ("GETEX nope EX 5", "nil"),
+                ("SET s old", "OK"),
+                ("SET s new GET", "\"old\""),
+                ("SET s newer NX GET", "\"new\""),
+                ("GET s", "\"new\""),
+                ("SET s2 v XX GET", "nil"),
+                ("EXISTS s2", "0"),
+                ("SET s3 v NX GET", "nil"),
+                ("GET s3", "\"v\""),
+                ("STRLEN s", "3"),
+                ("STRLEN nope", "0"),
+                ("APPEND a hello", "5"),
+                ("APPEND a _w", "7"),
+                ("GETRANGE a 0 4", "\"hello\""),
+                ("GETRANGE a -2 -1", "\"_w\""),
+                ("GETRANGE nope 0 -1", "\"\""),
+                ("SUBSTR a 1 2", "\"el\""),
+                ("SETRANGE r 3 abc", "6"),
+                ("GET r", "\"\0\0\0abc\""),
+                ("SETRANGE r 0 XY", "6"),
+                ("GET r", "\"XY\0abc\""),
+                ("SET f 10.50", "OK"),
+                ("INCRBYFLOAT f 0.1", "\"10.6\""),
+                ("INCRBYFLOAT f -5", "\"5.6\""),
+                ("SET f2 5.0e3", "OK"),
+                ("INCRBYFLOAT f2 2.0e2", "\"5200\""),
+                (
+                    "INCRBYFLOAT f3 inf",
+                    "ERR increment would produce NaN or Infinity",
+                ),
+                ("SET bad abc", "OK"),
+                ("INCRBYFLOAT bad 1", "ERR value is not a valid float"),
+                ("SET i 010", "OK"),
+                ("INCR i", "ERR value is not an integer or out of range"),
+                ("SET i 9223372036854775807", "OK"),
+                ("INCR i", "ERR increment or decrement would overflow"),
+                ("MSETNX m1 a m2 b", "1"),
+                ("MSETNX m2 c m3 d", "0"),
+                ("EXISTS m3", "0"),
+                ("TYPE m1", "\"string\""),
+                ("TYPE nope", "\"none\""),
+            ],
+        );
+    }
+
+    #[test]
+    fn appends_and_ranges_are_bounded_by_max_value() {
+        let mut c = core(0, 1, WriteAck::All);
+        c.limits = Limits {
+            max_value: 8,
+            ..c.limits
+        };
+        let too_big = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+        check(
+            &mut c,
+            &[
+                ("SETRANGE k 7 ab", too_big),
+                ("SETRANGE k 6 ab", "8"),
+                ("APPEND k x", too_big),
+                ("SETRANGE e 100 ", "0"),
+                ("EXISTS e", "0"),
+            ],
+        );
+    }
+
+    #[test]
+    fn expiry_options_follow_redis() {
+        let mut c = core(0, 1, WriteAck::All);
+        check(
+            &mut c,
+            &[
+                ("SET d 4", "OK"),
+                ("EXPIRETIME d", "-1"),
+                ("EXPIRETIME nope", "-2"),
+                ("EXPIRE d 100 XX", "0"),
+                ("EXPIRE d 100 GT", "0"),
+                ("EXPIRE d 100 NX", "1"),
+                ("EXPIRE d 100 NX", "0"),
+                ("EXPIRE d 200 XX", "1"),
+                ("EXPIRE d 50 GT", "0"),
+                ("EXPIRE d 500 GT", "1"),
+                ("EXPIRE d 600 LT", "0"),
+                ("EXPIRE d 60 LT", "1"),
+                ("TTL d", "60"),
+                ("PEXPIRETIME d", "1060000"),
+                ("EXPIRETIME d", "1060"),
+                ("PEXPIREAT d 1060600", "1"),
+                ("EXPIRETIME d", "1061"),
+                ("SET p 1", "OK"),
+                ("EXPIRE p 10 XX LT", "0"),
+                ("EXPIRE p 10 LT", "1"),
+                ("EXPIREAT p 2000 XX", "1"),
+                ("PEXPIRETIME p", "2000000"),
+                ("EXPIRE d -1 GT", "0"),
+                ("EXISTS d", "1"),
+                ("EXPIRE d -1 LT", "1"),
+                ("EXISTS d", "0"),
+                ("EXPIREAT nope 2000", "0"),
+                ("MEMORY USAGE nope", "nil"),
+            ],
+        );
+        assert!(run(&mut c, "MEMORY USAGE p")
+            .parse::<i64>()
+            .is_ok_and(|n| n > 0));
+    }
+
+    #[test]
+    fn msetnx_across_cores_is_crossslot() {
+        let mut c = core(0, 2, WriteAck::All);
+        let (a, b) = (
+            crate::plan::tests::key_on(0, 2),
+            crate::plan::tests::key_on(1, 2),
+        );
+        let line = format!(
+            "MSETNX {} 1 {} 2",
+            String::from_utf8_lossy(&a),
+            String::from_utf8_lossy(&b)
+        );
+        assert_eq!(
+            run(&mut c, &line),
+            "CROSSSLOT Keys in request don't hash to the same slot"
+        );
+        let line = format!("MSETNX {} 1", String::from_utf8_lossy(&a));
+        assert_eq!(run(&mut c, &line), "1");
+    }
+}

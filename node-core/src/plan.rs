@@ -55,7 +55,7 @@ pub fn plan(cmd: &Command<'_>, me: u32, cores: u32) -> Plan {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn key_on(core: u32, cores: u32) -> Vec<u8> {
@@ -85,6 +85,15 @@ mod tests {
         assert_eq!(plan(&mixed, 0, 2), Plan::Split);
         assert_eq!(plan(&Command::Flush, 0, 2), Plan::Broadcast);
         assert_eq!(plan(&Command::Digest, 0, 2), Plan::Broadcast);
+        assert_eq!(plan(&Command::DbSize, 0, 2), Plan::Broadcast);
+        let one = Command::MSetNx {
+            pairs: vec![(&a, b"1"), (&a, b"2")],
+        };
+        assert_eq!(plan(&one, 0, 2), Plan::Owner(1));
+        let spread = Command::MSetNx {
+            pairs: vec![(&a, b"1"), (&b, b"2")],
+        };
+        assert_eq!(plan(&spread, 0, 2), Plan::Local, "answers CROSSSLOT here");
         assert_eq!(plan(&Command::Ping { msg: None }, 0, 2), Plan::Session);
     }
 }
