@@ -435,6 +435,44 @@ fn msetnx_and_dbsize_over_two_cores() {
         assert!(rcmd::<i64>(&mut c, &["APPEND", "key3", "w"]) > 1);
     }
     assert_eq!(rcmd::<String>(&mut con, &["GET", "key3"]), "vww");
+
+    // KEYS and a SCAN walk see every key once, over both cores, from any port.
+    let mut want: Vec<String> = keys
+        .iter()
+        .filter(|k| k.starts_with("key1"))
+        .cloned()
+        .collect();
+    want.sort();
+    let mut got: Vec<String> = rcmd(&mut con, &["KEYS", "key1*"]);
+    got.sort();
+    assert_eq!(got, want);
+    for p in std::iter::once(node.port).chain(node.core_ports.iter().copied()) {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{p}/"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let mut seen: Vec<String> = redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg("key1*")
+            .arg("COUNT")
+            .arg(3)
+            .clone()
+            .iter(&mut c)
+            .unwrap()
+            .collect();
+        seen.sort();
+        assert_eq!(seen, want, "port {p}");
+        let all: Vec<String> = redis::cmd("SCAN")
+            .cursor_arg(0)
+            .clone()
+            .iter(&mut c)
+            .unwrap()
+            .collect();
+        assert_eq!(all.len(), 41);
+    }
+    let none: Vec<String> = rcmd(&mut con, &["KEYS", "nomatch[*"]);
+    assert!(none.is_empty());
 }
 
 #[test]
@@ -473,6 +511,7 @@ fn through_the_balancer_with_replicas() {
         .expect("some key pair spans groups or cores");
     assert_eq!(err.kind(), redis::ErrorKind::CrossSlot, "{err}");
     assert!(rerr(&mut con, &["INCRBYFLOAT", "bk1", "x"]).contains("not a valid float"));
+    assert!(rerr(&mut con, &["SCAN", "0"]).contains("not supported through the balancer"));
     let mut client = cluster.client();
     wait_digests_converge(&mut client, 2, Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("replicas differ:\n{e}"));

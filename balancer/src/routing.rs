@@ -186,6 +186,11 @@ pub(super) fn route_command(state: &Shared, cmd: &Command<'_>, wire: Wire, rid: 
             };
             local(&Response::Pairs(pairs))
         }
+        Command::Scan { .. } | Command::Keys { .. } => local(&Response::error(
+            ErrorKind::Unsupported,
+            "KEYS and SCAN are not supported through the balancer yet: send them to each \
+             primary node",
+        )),
         Command::CommandDocs => local(&Response::Values(Vec::new())),
         Command::Select { db: 0 }
         | Command::ClientSetInfo

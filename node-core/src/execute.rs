@@ -144,6 +144,12 @@ pub fn execute<'s>(core: &'s mut CoreState, cmd: &Command<'_>, now: u64) -> Resp
         Command::Key { key, op } => crate::key_ops::execute_key(core, key, op, now),
         Command::Type { key } => crate::key_ops::key_type(core, key, now),
         Command::MSetNx { pairs } => crate::key_ops::msetnx(core, pairs, now),
+        Command::Scan {
+            cursor,
+            pattern,
+            count,
+            kind,
+        } => crate::keyspace::scan(core, *cursor, *pattern, *count, *kind, now),
         other => Response::error(
             ErrorKind::Internal,
             format!("{:?} is not a keyed command", other.opcode()),

@@ -43,9 +43,15 @@ pub fn plan(cmd: &Command<'_>, me: u32, cores: u32) -> Plan {
             _ => Plan::Local,
         };
     }
+    if let Command::Scan { cursor, .. } = cmd {
+        // The cursor names its core; one naming no core of this node is refused where it lands.
+        let c = crate::keyspace::cursor_core(*cursor);
+        return if c < cores { here_or(c) } else { Plan::Local };
+    }
     match cmd {
         Command::Flush
         | Command::DbSize
+        | Command::Keys { .. }
         | Command::InvalidatePrefix { .. }
         | Command::InvalidateTag { .. }
         | Command::Stats

@@ -210,6 +210,23 @@ pub enum Command<'a> {
         /// The key.
         key: &'a [u8],
     },
+    /// One step of a keyspace walk (`SCAN cursor [MATCH p] [COUNT n] [TYPE t]`); the cursor
+    /// names a core (low 10 bits) and a slot position on it (the rest).
+    Scan {
+        /// Where to continue; 0 starts a walk.
+        cursor: u64,
+        /// Only keys matching this glob.
+        pattern: Option<&'a [u8]>,
+        /// Slots to visit in this step.
+        count: u64,
+        /// Only keys of this type (`string` is the only one).
+        kind: Option<&'a [u8]>,
+    },
+    /// Every key matching a glob (`KEYS pattern`), from every core of the node.
+    Keys {
+        /// The glob.
+        pattern: &'a [u8],
+    },
 }
 
 fn check(what: &'static str, len: usize, max: usize) -> Result<(), TooLarge> {
@@ -274,6 +291,8 @@ impl<'a> Command<'a> {
             Command::MSetNx { .. } => Opcode::MSetNx,
             Command::DbSize => Opcode::DbSize,
             Command::Type { .. } => Opcode::Type,
+            Command::Scan { .. } => Opcode::Scan,
+            Command::Keys { .. } => Opcode::Keys,
         }
     }
 
@@ -359,7 +378,13 @@ impl<'a> Command<'a> {
                 None => Ok(()),
             },
             Command::Auth { creds } => check_creds(creds, limits),
-            Command::ConfigGet { pattern } => check("pattern", pattern.len(), limits.max_key),
+            Command::ConfigGet { pattern } | Command::Keys { pattern } => {
+                check("pattern", pattern.len(), limits.max_key)
+            }
+            Command::Scan { pattern, kind, .. } => {
+                check("pattern", pattern.map_or(0, <[u8]>::len), limits.max_key)?;
+                check("type", kind.map_or(0, <[u8]>::len), limits.max_key)
+            }
             Command::ClientSetName { name } => check("name", name.len(), limits.max_key),
             Command::Flush
             | Command::Stats

@@ -155,7 +155,13 @@ fn encode_request_body(out: &mut BytesMut, cmd: &Command<'_>) -> Result<(), Enco
         Command::Ttl { key, millis } => ser(out, &(b(key), millis)),
         Command::MSet { pairs } | Command::MSetNx { pairs } => ser(out, &PairList(pairs)),
         Command::Key { key, op } => ser(out, &(b(key), op)),
-        Command::Type { key } => ser(out, b(key)),
+        Command::Type { key } | Command::Keys { pattern: key } => ser(out, b(key)),
+        Command::Scan {
+            cursor,
+            pattern,
+            count,
+            kind,
+        } => ser(out, &(cursor, pattern.map(b), count, kind.map(b))),
         Command::IncrBy { key, delta } => ser(out, &(b(key), delta)),
         Command::Ping { msg } => ser(out, &msg.map(b)),
         Command::Hello { version, auth } => ser(out, &(version, auth.as_ref().map(creds_tuple))),
@@ -265,6 +271,19 @@ pub fn decode_request<'a>(
             key: o.deserialize(body)?,
         },
         Opcode::DbSize => unit(o, body, Command::DbSize)?,
+        Opcode::Keys => Command::Keys {
+            pattern: o.deserialize(body)?,
+        },
+        Opcode::Scan => {
+            type ScanBody<'b> = (u64, Option<&'b [u8]>, u64, Option<&'b [u8]>);
+            let (cursor, pattern, count, kind): ScanBody<'a> = o.deserialize(body)?;
+            Command::Scan {
+                cursor,
+                pattern,
+                count,
+                kind,
+            }
+        }
         Opcode::IncrBy => {
             let (key, delta) = o.deserialize(body)?;
             Command::IncrBy { key, delta }

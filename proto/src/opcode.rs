@@ -96,6 +96,10 @@ byte_enum! {
         DbSize = 0x1e,
         /// TYPE.
         Type = 0x1f,
+        /// SCAN.
+        Scan = 0x20,
+        /// KEYS.
+        Keys = 0x21,
     }
 }
 

@@ -191,6 +191,19 @@ pub fn write_response(out: &mut BytesMut, ver: RespVersion, op: Opcode, resp: &R
         Response::Value { value, .. } | Response::Bulk(value) => write_bulk(out, value),
         Response::Int(i) => write_int(out, *i),
         Response::Bool(b) => write_int(out, i64::from(*b)),
+        // SCAN: the first slot is the next cursor, the rest the keys: `[cursor, [keys]]`.
+        Response::Values(vals) if op == Opcode::Scan => {
+            write_array_header(out, 2);
+            let mut it = vals.iter();
+            match it.next() {
+                Some(Some(c)) => write_bulk(out, c.value),
+                _ => write_bulk(out, b"0"),
+            }
+            write_array_header(out, it.len());
+            for v in it {
+                write_bulk(out, v.map_or(&[][..], |v| v.value));
+            }
+        }
         Response::Values(vals) => {
             write_array_header(out, vals.len());
             for v in vals {
@@ -383,6 +396,23 @@ fn for_each_arg<'c>(cmd: &Command<'c>, f: &mut dyn FnMut(Arg<'c>)) {
         }
         Command::DbSize => f(B(b"DBSIZE")),
         Command::Type { key } => [B(b"TYPE"), B(key)].into_iter().for_each(f),
+        Command::Keys { pattern } => [B(b"KEYS"), B(pattern)].into_iter().for_each(f),
+        Command::Scan {
+            cursor,
+            pattern,
+            count,
+            kind,
+        } => {
+            [B(b"SCAN"), U(*cursor), B(b"COUNT"), U(*count)]
+                .into_iter()
+                .for_each(&mut *f);
+            if let Some(p) = pattern {
+                [B(b"MATCH"), B(p)].into_iter().for_each(&mut *f);
+            }
+            if let Some(t) = kind {
+                [B(b"TYPE"), B(t)].into_iter().for_each(&mut *f);
+            }
+        }
     }
 }
 

@@ -143,6 +143,39 @@ pub(super) fn parse_expire_when<'a, A: ArgList<'a> + ?Sized>(
     Ok(key_op(key, KeyOp::ExpireWhen { at, cond }))
 }
 
+/// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
+fn parse_scan<'a, A: ArgList<'a> + ?Sized>(
+    a: &Args<'_, 'a, A>,
+) -> Result<Command<'a>, CommandError> {
+    a.at_least(2)?;
+    let cursor = crate::resp::parse_u64(a.get(1)?).ok_or(CommandError::Text("invalid cursor"))?;
+    let (mut pattern, mut count, mut kind) = (None, 10u64, None);
+    let mut i = 2;
+    while i < a.n {
+        let (o, ol) = upper(a.get(i)?);
+        let val = a.args.arg(i + 1).ok_or(CommandError::Syntax)?;
+        match o.get(..ol).unwrap_or_default() {
+            b"MATCH" => pattern = Some(val),
+            b"COUNT" => {
+                let n = parse_i64(val).ok_or(CommandError::NotInteger)?;
+                count = u64::try_from(n)
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or(CommandError::Syntax)?;
+            }
+            b"TYPE" => kind = Some(val),
+            _ => return Err(CommandError::Syntax),
+        }
+        i += 2;
+    }
+    Ok(Command::Scan {
+        cursor,
+        pattern,
+        count,
+        kind,
+    })
+}
+
 /// The strings and single-key keyspace commands this module parses; `None` for other names.
 pub(super) fn parse_string_command<'a, A: ArgList<'a> + ?Sized>(
     uname: &[u8],
@@ -235,6 +268,12 @@ pub(super) fn parse_string_command<'a, A: ArgList<'a> + ?Sized>(
             Ok(Command::Type { key: a.get(1)? })
         })(),
         b"DBSIZE" => a("dbsize").exact(1).map(|()| Command::DbSize),
+        b"KEYS" => (|| {
+            let a = a("keys");
+            a.exact(2)?;
+            Ok(Command::Keys { pattern: a.get(1)? })
+        })(),
+        b"SCAN" => parse_scan(&a("scan")),
         b"MEMORY" => (|| {
             let a = a("memory");
             a.at_least(2)?;

@@ -140,6 +140,25 @@ fn keyspace_parse() {
         key("k", KeyOp::ExpireTime { millis: true })
     );
     assert_eq!(parse("memory usage k"), key("k", KeyOp::MemoryUsage));
+    assert_eq!(parse("keys a*"), Ok(Command::Keys { pattern: b"a*" }));
+    assert_eq!(
+        parse("scan 5 MATCH a* count 3 type string"),
+        Ok(Command::Scan {
+            cursor: 5,
+            pattern: Some(b"a*"),
+            count: 3,
+            kind: Some(b"string")
+        })
+    );
+    assert_eq!(
+        parse("scan 0"),
+        Ok(Command::Scan {
+            cursor: 0,
+            pattern: None,
+            count: 10,
+            kind: None
+        })
+    );
     assert_eq!(
         parse("memory usage k samples 5"),
         key("k", KeyOp::MemoryUsage)
@@ -224,6 +243,16 @@ fn redis_error_texts_of_new_commands() {
     );
     assert_eq!(err("expireat k"), arity("expireat"));
     assert_eq!(err("memory usage"), arity("memory|usage"));
+    assert_eq!(err("keys"), arity("keys"));
+    assert_eq!(err("scan"), arity("scan"));
+    assert_eq!(err("scan abc"), "ERR invalid cursor");
+    assert_eq!(err("scan 0 count 0"), "ERR syntax error");
+    assert_eq!(
+        err("scan 0 count x"),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(err("scan 0 foo"), "ERR syntax error");
+    assert_eq!(err("scan 0 match"), "ERR syntax error");
     assert_eq!(
         err("memory foo"),
         "ERR unknown subcommand 'foo'. Try MEMORY HELP."
@@ -262,6 +291,9 @@ fn new_commands_survive_both_codecs() {
         "msetnx a 1 b 2",
         "dbsize",
         "type k",
+        "keys user:*",
+        "scan 0 count 10",
+        "scan 3072 count 5 match a* type string",
     ] {
         let cmd = parse(line).unwrap();
         let mut out = BytesMut::new();
