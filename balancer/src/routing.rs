@@ -116,8 +116,31 @@ pub(super) fn route_command(state: &Shared, cmd: &Command<'_>, wire: Wire, rid: 
         Ok(None) => {}
         Err(msg) => return local(&Response::error(ErrorKind::Busy, msg)),
     }
+    if let Command::MSetNx { pairs } = cmd {
+        // Atomic only inside one node (and there, one core): keys of several shard groups get
+        // Redis Cluster's CROSSSLOT, as do keys of several cores of the node.
+        let mut addrs = Vec::with_capacity(pairs.len());
+        for (k, _) in pairs {
+            match target(&map, k) {
+                Ok(a) => addrs.push(a),
+                Err(msg) => return local(&Response::error(ErrorKind::Busy, msg)),
+            }
+        }
+        return match addrs.first() {
+            Some(first) if addrs.iter().all(|a| a == first) => {
+                wait(vec![send(&mut st, *first, cmd, epoch)], Merge::One)
+            }
+            _ => local(&Response::error(
+                ErrorKind::CrossSlot,
+                "Keys in request don't hash to the same slot",
+            )),
+        };
+    }
     match cmd {
-        Command::Flush | Command::InvalidatePrefix { .. } | Command::InvalidateTag { .. } => {
+        Command::Flush
+        | Command::InvalidatePrefix { .. }
+        | Command::InvalidateTag { .. }
+        | Command::DbSize => {
             let addrs: Vec<SocketAddr> = map
                 .groups
                 .iter()
@@ -128,7 +151,13 @@ pub(super) fn route_command(state: &Shared, cmd: &Command<'_>, wire: Wire, rid: 
                 .into_iter()
                 .map(|a| send(&mut st, a, cmd, epoch))
                 .collect();
-            wait(parts, Merge::AllOk)
+            // DBSIZE: every primary's count, added up (replicas hold copies, not more keys).
+            let merge = if matches!(cmd, Command::DbSize) {
+                Merge::Sum
+            } else {
+                Merge::AllOk
+            };
+            wait(parts, merge)
         }
         Command::Ping { msg: None } => local(&Response::Pong),
         Command::Ping { msg: Some(m) } => local(&Response::Bulk(m)),
@@ -157,6 +186,11 @@ pub(super) fn route_command(state: &Shared, cmd: &Command<'_>, wire: Wire, rid: 
             };
             local(&Response::Pairs(pairs))
         }
+        Command::Scan { .. } | Command::Keys { .. } => local(&Response::error(
+            ErrorKind::Unsupported,
+            "KEYS and SCAN are not supported through the balancer yet: send them to each \
+             primary node",
+        )),
         Command::CommandDocs => local(&Response::Values(Vec::new())),
         Command::Select { db: 0 }
         | Command::ClientSetInfo

@@ -29,6 +29,7 @@ mod replica;
 mod shard;
 mod slab;
 mod stats;
+mod strings;
 mod tags;
 pub mod timing_wheel;
 

@@ -30,6 +30,10 @@ enum Op {
     Persist(usize),
     Ttl(usize),
     Incr(usize, i64),
+    /// `replace_keeping` (APPEND, SETRANGE, INCRBYFLOAT): new value, same expiry and tags.
+    Replace(usize, Vec<u8>),
+    /// `memory_usage` (MEMORY USAGE): present exactly when the key is live.
+    MemoryUsage(usize),
     InvalidatePrefix(usize),
     InvalidateTag(usize),
     ApplyWrite {
@@ -62,6 +66,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => key.clone().prop_map(Op::Persist),
         1 => key.clone().prop_map(Op::Ttl),
         2 => (key.clone(), -5i64..5).prop_map(|(k, d)| Op::Incr(k, d)),
+        2 => (key.clone(), proptest::collection::vec(any::<u8>(), 0..40))
+            .prop_map(|(k, v)| Op::Replace(k, v)),
+        1 => key.clone().prop_map(Op::MemoryUsage),
         1 => key.clone().prop_map(Op::InvalidatePrefix),
         1 => (0..TAGS.len()).prop_map(Op::InvalidateTag),
         2 => (key.clone(), value, ttl, any::<bool>())
@@ -268,6 +275,30 @@ fn run(ops: Vec<(u64, Op)>, policy: EvictionPolicy) -> Result<(), TestCaseError>
                     }
                     None => prop_assert!(got.is_err()),
                 }
+            }
+            Op::Replace(key, value) => {
+                let k = KEYS[key];
+                version += 1;
+                prop_assert_eq!(shard.replace_keeping(k, &value, now, version), Ok(()));
+                let (expires_at, tags) = model
+                    .live(k, now)
+                    .cloned()
+                    .map_or((None, vec![]), |e| (e.expires_at, e.tags));
+                model.map.insert(
+                    k.to_vec(),
+                    MEntry {
+                        value,
+                        version,
+                        expires_at,
+                        tags,
+                        tombstone: false,
+                    },
+                );
+            }
+            Op::MemoryUsage(key) => {
+                let k = KEYS[key];
+                let live = model.live(k, now).is_some();
+                prop_assert_eq!(shard.memory_usage(k, now).is_some(), live);
             }
             Op::InvalidatePrefix(key) => {
                 let p = KEYS[key];

@@ -43,6 +43,9 @@ pub struct CoreState {
     pub streams: StreamTable,
     /// The cluster secret, shown to and required of replication peers.
     pub secret: Option<String>,
+    /// Reusable buffer for replies that outlive the change producing them (GETSET's old value,
+    /// INCRBYFLOAT's result).
+    pub scratch: Vec<u8>,
 }
 
 /// One core's replication position and readiness, as the node's heartbeat reports it.
@@ -92,6 +95,7 @@ impl CoreState {
             ),
             streams: StreamTable::default(),
             secret: cfg.secret.clone(),
+            scratch: Vec::new(),
         }
     }
 

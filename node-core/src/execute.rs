@@ -92,7 +92,8 @@ pub fn execute<'s>(core: &'s mut CoreState, cmd: &Command<'_>, now: u64) -> Resp
             Ttl::Missing => -2,
             Ttl::Persistent => -1,
             Ttl::Remaining(ms) if *millis => ms as i64,
-            Ttl::Remaining(ms) => ms.div_ceil(1000) as i64,
+            // Redis rounds to the nearest second.
+            Ttl::Remaining(ms) => (ms.saturating_add(500) / 1000) as i64,
         }),
         Command::MGet { keys } => {
             core.shard.prefetch_keys(keys.iter().copied());
@@ -140,6 +141,15 @@ pub fn execute<'s>(core: &'s mut CoreState, cmd: &Command<'_>, now: u64) -> Resp
             core.shard.invalidate_tag(tag);
             Response::Ok
         }
+        Command::Key { key, op } => crate::key_ops::execute_key(core, key, op, now),
+        Command::Type { key } => crate::key_ops::key_type(core, key, now),
+        Command::MSetNx { pairs } => crate::key_ops::msetnx(core, pairs, now),
+        Command::Scan {
+            cursor,
+            pattern,
+            count,
+            kind,
+        } => crate::keyspace::scan(core, *cursor, *pattern, *count, *kind, now),
         other => Response::error(
             ErrorKind::Internal,
             format!("{:?} is not a keyed command", other.opcode()),

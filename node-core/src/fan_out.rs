@@ -25,6 +25,10 @@ enum Answer {
     Stats,
     /// Every core's entry count and digest (DIGEST).
     Digest,
+    /// Every core's key count, added up (DBSIZE).
+    DbSize,
+    /// Every core's matching keys, one after the other (KEYS).
+    Keys,
 }
 
 /// A request spread over the node's cores: one operation per core and how to merge.
@@ -50,6 +54,8 @@ pub enum Merged {
     Stats(Vec<(Cow<'static, str>, u64)>),
     /// Per core: entry count and digest, as decimal strings.
     Digest(Vec<Vec<u8>>),
+    /// KEYS: every core's matching keys.
+    Keys(Vec<Vec<u8>>),
     /// A part failed: the error to answer.
     Failed(Response<'static>),
 }
@@ -125,6 +131,8 @@ pub fn broadcast(cmd: &Command<'_>, cores: u32) -> Option<CoreSplit> {
         }
         Command::InvalidateTag { tag } => (RemoteOp::InvalidateTag(tag.to_vec()), Answer::Done),
         Command::Stats => (RemoteOp::Stats, Answer::Stats),
+        Command::DbSize => (RemoteOp::Stats, Answer::DbSize),
+        Command::Keys { pattern } => (RemoteOp::Keys(pattern.to_vec()), Answer::Keys),
         Command::Digest => (RemoteOp::Digest, Answer::Digest),
         _ => return None,
     };
@@ -135,6 +143,7 @@ pub fn broadcast(cmd: &Command<'_>, cores: u32) -> Option<CoreSplit> {
                 RemoteOp::InvalidatePrefix(p) => RemoteOp::InvalidatePrefix(p.clone()),
                 RemoteOp::InvalidateTag(t) => RemoteOp::InvalidateTag(t.clone()),
                 RemoteOp::Digest => RemoteOp::Digest,
+                RemoteOp::Keys(p) => RemoteOp::Keys(p.clone()),
                 _ => RemoteOp::Stats,
             };
             (c, op)
@@ -161,6 +170,10 @@ impl CoreSplit {
                 (Answer::Count, RemoteReply::Count(n)) => count = count.saturating_add(n),
                 (Answer::Done, RemoteReply::Done) => {}
                 (Answer::Stats, RemoteReply::Stats(f, s)) => stats.push((f, s)),
+                (Answer::Keys, RemoteReply::Keys(k)) => digests.extend(k),
+                (Answer::DbSize, RemoteReply::Stats(_, s)) => {
+                    count = count.saturating_add(i64::try_from(s.keys).unwrap_or(i64::MAX))
+                }
                 (Answer::Digest, RemoteReply::Digest(n, d)) => {
                     digests.push(n.to_string().into_bytes());
                     digests.push(d.to_string().into_bytes());
@@ -173,10 +186,11 @@ impl CoreSplit {
                 Ok(vs) => Merged::Values(vs),
                 Err(e) => Merged::Failed(Response::error(ErrorKind::Internal, e.to_string())),
             },
-            Answer::Count => Merged::Count(count),
+            Answer::Count | Answer::DbSize => Merged::Count(count),
             Answer::Done => Merged::Done,
             Answer::Stats => Merged::Stats(node_stats(self.cores, stats)),
             Answer::Digest => Merged::Digest(digests),
+            Answer::Keys => Merged::Keys(digests),
         }
     }
 }
@@ -198,7 +212,7 @@ impl Merged {
             Merged::Count(n) => Response::Int(*n),
             Merged::Done => Response::Ok,
             Merged::Stats(fields) => Response::Stats(fields.clone()),
-            Merged::Digest(d) => Response::Values(
+            Merged::Digest(d) | Merged::Keys(d) => Response::Values(
                 d.iter()
                     .map(|d| {
                         Some(ValueRef {
@@ -290,6 +304,10 @@ mod tests {
             },
             1_000,
         );
+        assert!(matches!(
+            run(&mut cores, broadcast(&Command::DbSize, 2).unwrap()),
+            Merged::Count(2)
+        ));
         let Merged::Digest(d) = run(&mut cores, broadcast(&Command::Digest, 2).unwrap()) else {
             panic!("expected digests");
         };

@@ -34,8 +34,24 @@ pub fn plan(cmd: &Command<'_>, me: u32, cores: u32) -> Plan {
             Some(_) => Plan::Split,
         };
     }
+    if let Command::MSetNx { pairs } = cmd {
+        // All on one core: run there. Spread over cores: run here, where MSETNX answers
+        // CROSSSLOT (it is atomic only on one core).
+        let mut owners = pairs.iter().map(|(k, _)| core_for_key(k, cores));
+        return match owners.next() {
+            Some(first) if owners.all(|c| c == first) => here_or(first),
+            _ => Plan::Local,
+        };
+    }
+    if let Command::Scan { cursor, .. } = cmd {
+        // The cursor names its core; one naming no core of this node is refused where it lands.
+        let c = crate::keyspace::cursor_core(*cursor);
+        return if c < cores { here_or(c) } else { Plan::Local };
+    }
     match cmd {
         Command::Flush
+        | Command::DbSize
+        | Command::Keys { .. }
         | Command::InvalidatePrefix { .. }
         | Command::InvalidateTag { .. }
         | Command::Stats
@@ -45,7 +61,7 @@ pub fn plan(cmd: &Command<'_>, me: u32, cores: u32) -> Plan {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn key_on(core: u32, cores: u32) -> Vec<u8> {
@@ -75,6 +91,15 @@ mod tests {
         assert_eq!(plan(&mixed, 0, 2), Plan::Split);
         assert_eq!(plan(&Command::Flush, 0, 2), Plan::Broadcast);
         assert_eq!(plan(&Command::Digest, 0, 2), Plan::Broadcast);
+        assert_eq!(plan(&Command::DbSize, 0, 2), Plan::Broadcast);
+        let one = Command::MSetNx {
+            pairs: vec![(&a, b"1"), (&a, b"2")],
+        };
+        assert_eq!(plan(&one, 0, 2), Plan::Owner(1));
+        let spread = Command::MSetNx {
+            pairs: vec![(&a, b"1"), (&b, b"2")],
+        };
+        assert_eq!(plan(&spread, 0, 2), Plan::Local, "answers CROSSSLOT here");
         assert_eq!(plan(&Command::Ping { msg: None }, 0, 2), Plan::Session);
     }
 }

@@ -72,6 +72,8 @@ pub enum RemoteOp {
     Stats,
     /// This core's entry count and digest.
     Digest,
+    /// This core's keys matching a glob (KEYS).
+    Keys(Vec<u8>),
 }
 
 /// The answer to a [`RemoteOp`].
@@ -89,6 +91,8 @@ pub enum RemoteReply {
     Stats(Vec<(String, u64)>, Stats),
     /// DIGEST: the core's live entry count and digest.
     Digest(u64, u64),
+    /// KEYS: the core's matching keys.
+    Keys(Vec<Vec<u8>>),
     /// The part failed, with the reason.
     Failed(String),
 }
@@ -213,6 +217,10 @@ fn run_op(core: &mut CoreState, op: RemoteOp, now: u64, gate: &mut Option<GateId
             let (f, s) = core_stats(core);
             RemoteReply::Stats(f, s)
         }
+        RemoteOp::Keys(pattern) => {
+            core.commands += 1;
+            RemoteReply::Keys(crate::keyspace::keys(core, &pattern, now))
+        }
     }
 }
 
@@ -222,8 +230,9 @@ pub fn broadcast_op(cmd: &Command<'_>) -> Option<RemoteOp> {
         Command::Flush => Some(RemoteOp::Flush),
         Command::InvalidatePrefix { prefix } => Some(RemoteOp::InvalidatePrefix(prefix.to_vec())),
         Command::InvalidateTag { tag } => Some(RemoteOp::InvalidateTag(tag.to_vec())),
-        Command::Stats => Some(RemoteOp::Stats),
+        Command::Stats | Command::DbSize => Some(RemoteOp::Stats),
         Command::Digest => Some(RemoteOp::Digest),
+        Command::Keys { pattern } => Some(RemoteOp::Keys(pattern.to_vec())),
         _ => None,
     }
 }

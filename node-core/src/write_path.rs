@@ -3,7 +3,7 @@
 //! command did (NX, KEEPTTL, INCR) replicas get the result with its version.
 
 use ringcache_cluster::replication::{ReplOp, Tag};
-use ringcache_proto::Command;
+use ringcache_proto::{Command, KeyOp};
 
 use crate::core_state::CoreState;
 use crate::replication::GateId;
@@ -25,7 +25,8 @@ pub fn replicate(core: &mut CoreState, cmd: &Command<'_>, now: u64) -> Option<Ga
                 last = put_state(core, key, now);
             }
         }
-        Command::MSet { pairs } => {
+        Command::Key { key, op } => last = sync_key(core, key, op, now),
+        Command::MSet { pairs } | Command::MSetNx { pairs } => {
             for (k, _) in pairs {
                 last = put_state(core, k, now).or(last);
             }
@@ -71,6 +72,19 @@ pub fn forward_applied(core: &mut CoreState, op: &ReplOp<'_>, now: u64) {
         }
     }
     core.repl.clear_gate_extra();
+}
+
+/// Replicates whatever state a single-key string/keyspace command left `key` in: its entry
+/// (restamped first when only the expiry changed), or a delete when it holds none.
+fn sync_key(core: &mut CoreState, key: &[u8], op: &KeyOp<'_>, now: u64) -> Option<u64> {
+    if matches!(op, KeyOp::GetEx { .. } | KeyOp::ExpireWhen { .. }) {
+        let version = core.clock.stamp(now);
+        core.shard.restamp(key, version, now);
+    }
+    put_state(core, key, now).or_else(|| {
+        let version = core.clock.stamp(now);
+        Some(core.repl.push(&ReplOp::Del { key, version }, Some(key)))
+    })
 }
 
 /// Replicates `key`'s current entry; `None` when it holds none (nothing was stored).

@@ -7,6 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TooLarge;
+use crate::key_op::KeyOp;
 use crate::limits::Limits;
 use crate::opcode::Opcode;
 
@@ -190,6 +191,42 @@ pub enum Command<'a> {
         /// The connection name.
         name: &'a [u8],
     },
+    /// A single-key string or keyspace operation (SETNX, GETDEL, APPEND, EXPIREAT, ...).
+    Key {
+        /// The key.
+        key: &'a [u8],
+        /// What to do with it.
+        op: KeyOp<'a>,
+    },
+    /// Write many keys only if none exists (`MSETNX`); all keys must be on one core.
+    MSetNx {
+        /// Key/value pairs.
+        pairs: Vec<(&'a [u8], &'a [u8])>,
+    },
+    /// The number of keys (`DBSIZE`), summed over the node's cores.
+    DbSize,
+    /// The kind of value at a key (`TYPE`): `string` or `none`.
+    Type {
+        /// The key.
+        key: &'a [u8],
+    },
+    /// One step of a keyspace walk (`SCAN cursor [MATCH p] [COUNT n] [TYPE t]`); the cursor
+    /// names a core (low 10 bits) and a slot position on it (the rest).
+    Scan {
+        /// Where to continue; 0 starts a walk.
+        cursor: u64,
+        /// Only keys matching this glob.
+        pattern: Option<&'a [u8]>,
+        /// Slots to visit in this step.
+        count: u64,
+        /// Only keys of this type (`string` is the only one).
+        kind: Option<&'a [u8]>,
+    },
+    /// Every key matching a glob (`KEYS pattern`), from every core of the node.
+    Keys {
+        /// The glob.
+        pattern: &'a [u8],
+    },
 }
 
 fn check(what: &'static str, len: usize, max: usize) -> Result<(), TooLarge> {
@@ -250,6 +287,12 @@ impl<'a> Command<'a> {
             Command::Select { .. } => Opcode::Select,
             Command::ClientSetInfo => Opcode::ClientSetInfo,
             Command::ClientSetName { .. } => Opcode::ClientSetName,
+            Command::Key { .. } => Opcode::Key,
+            Command::MSetNx { .. } => Opcode::MSetNx,
+            Command::DbSize => Opcode::DbSize,
+            Command::Type { .. } => Opcode::Type,
+            Command::Scan { .. } => Opcode::Scan,
+            Command::Keys { .. } => Opcode::Keys,
         }
     }
 
@@ -262,13 +305,18 @@ impl<'a> Command<'a> {
             | Command::Expire { key, .. }
             | Command::Ttl { key, .. }
             | Command::Persist { key }
-            | Command::IncrBy { key, .. } => Some(key),
+            | Command::IncrBy { key, .. }
+            | Command::Key { key, .. }
+            | Command::Type { key } => Some(key),
             _ => None,
         }
     }
 
     /// Whether the command changes stored data (and so goes to the primary and is replicated).
     pub fn is_write(&self) -> bool {
+        if let Command::Key { op, .. } = self {
+            return op.is_write();
+        }
         matches!(
             self,
             Command::Set { .. }
@@ -276,6 +324,7 @@ impl<'a> Command<'a> {
                 | Command::Expire { .. }
                 | Command::Persist { .. }
                 | Command::MSet { .. }
+                | Command::MSetNx { .. }
                 | Command::IncrBy { .. }
                 | Command::Flush
                 | Command::InvalidatePrefix { .. }
@@ -292,7 +341,12 @@ impl<'a> Command<'a> {
             | Command::Expire { key: k, .. }
             | Command::Ttl { key: k, .. }
             | Command::Persist { key: k }
+            | Command::Type { key: k }
             | Command::IncrBy { key: k, .. } => key(k),
+            Command::Key { key: k, op } => {
+                key(k)?;
+                check("value", op.value().map_or(0, <[u8]>::len), limits.max_value)
+            }
             Command::Set {
                 key: k,
                 value,
@@ -309,7 +363,7 @@ impl<'a> Command<'a> {
             | Command::Exists { keys }
             | Command::Touch { keys }
             | Command::MGet { keys } => check_keys(keys, limits),
-            Command::MSet { pairs } => {
+            Command::MSet { pairs } | Command::MSetNx { pairs } => {
                 check("argument count", pairs.len(), limits.max_args)?;
                 pairs.iter().try_for_each(|(k, v)| {
                     key(k)?;
@@ -324,7 +378,13 @@ impl<'a> Command<'a> {
                 None => Ok(()),
             },
             Command::Auth { creds } => check_creds(creds, limits),
-            Command::ConfigGet { pattern } => check("pattern", pattern.len(), limits.max_key),
+            Command::ConfigGet { pattern } | Command::Keys { pattern } => {
+                check("pattern", pattern.len(), limits.max_key)
+            }
+            Command::Scan { pattern, kind, .. } => {
+                check("pattern", pattern.map_or(0, <[u8]>::len), limits.max_key)?;
+                check("type", kind.map_or(0, <[u8]>::len), limits.max_key)
+            }
             Command::ClientSetName { name } => check("name", name.len(), limits.max_key),
             Command::Flush
             | Command::Stats
@@ -333,6 +393,7 @@ impl<'a> Command<'a> {
             | Command::CommandDocs
             | Command::Quit
             | Command::Select { .. }
+            | Command::DbSize
             | Command::ClientSetInfo => Ok(()),
         }
     }

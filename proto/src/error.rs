@@ -174,6 +174,10 @@ pub enum CommandError {
     InvalidDbIndex,
     /// A key, value or argument over the limits.
     TooLarge(TooLarge),
+    /// A fixed Redis error text (without `ERR `), e.g. `value is not a valid float`.
+    Text(&'static str),
+    /// EXPIRE with an option it does not know (`Unsupported option X`).
+    UnsupportedOption(String),
 }
 
 impl fmt::Display for CommandError {
@@ -214,6 +218,8 @@ impl CommandError {
             }
             CommandError::InvalidDbIndex => f.write_str("DB index is out of range"),
             CommandError::TooLarge(t) => write!(f, "{t}"),
+            CommandError::Text(t) => f.write_str(t),
+            CommandError::UnsupportedOption(o) => write!(f, "Unsupported option {o}"),
         }
     }
 

@@ -89,6 +89,7 @@ pub mod command;
 pub mod control;
 pub mod error;
 pub mod frame;
+pub mod key_op;
 pub mod limits;
 pub mod native;
 pub mod opcode;
@@ -103,6 +104,7 @@ pub use command::{Command, Credentials, Expiry, SetCond};
 pub use control::{ClusterOp, ReplFrame};
 pub use error::{CommandError, EncodeError, FrameError, ProtoError, RespError, TooLarge};
 pub use frame::{decode_frame, Epoch, Frame, Header, FLAG_RESPONSE, HEADER_LEN, MAGIC, VERSION};
+pub use key_op::{ExpireCond, KeyOp};
 pub use limits::Limits;
 pub use native::{
     decode_request, decode_response, encode_request, encode_response, encode_value_reply,

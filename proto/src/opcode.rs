@@ -88,6 +88,18 @@ byte_enum! {
         ClientSetName = 0x1a,
         /// DIGEST.
         Digest = 0x1b,
+        /// A single-key string/keyspace operation (`Command::Key`: SETNX, GETDEL, APPEND, ...).
+        Key = 0x1c,
+        /// MSETNX.
+        MSetNx = 0x1d,
+        /// DBSIZE.
+        DbSize = 0x1e,
+        /// TYPE.
+        Type = 0x1f,
+        /// SCAN.
+        Scan = 0x20,
+        /// KEYS.
+        Keys = 0x21,
     }
 }
 

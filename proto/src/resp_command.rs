@@ -5,8 +5,11 @@
 
 mod args;
 mod options;
+mod strings;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_strings;
 
 pub use args::ArgList;
 
@@ -15,6 +18,7 @@ use crate::error::{printable, CommandError};
 use crate::limits::Limits;
 use args::{upper, Args};
 use options::{parse_expire, parse_hello, parse_set};
+use strings::{parse_expire_when, parse_string_command};
 
 /// Builds a `Command` from RESP arguments (name first), checking arity, options and limits.
 pub fn parse_command<'a, A>(args: &A, limits: &Limits) -> Result<Command<'a>, CommandError>
@@ -63,6 +67,8 @@ where
             a.at_least(2)?;
             Command::MGet { keys: a.rest(1) }
         }
+        b"EXPIRE" if n > 3 => parse_expire_when(&a("expire"), 1000, false)?,
+        b"PEXPIRE" if n > 3 => parse_expire_when(&a("pexpire"), 1, false)?,
         b"EXPIRE" => parse_expire(&a("expire"), 1000)?,
         b"PEXPIRE" => parse_expire(&a("pexpire"), 1)?,
         b"TTL" | b"PTTL" => {
@@ -241,7 +247,10 @@ where
                 }
             }
         }
-        _ => return Err(CommandError::UnknownCommand(printable(name))),
+        _ => match parse_string_command(uname, args) {
+            Some(cmd) => cmd?,
+            None => return Err(CommandError::UnknownCommand(printable(name))),
+        },
     };
     cmd.check_limits(limits)?;
     Ok(cmd)

@@ -8,6 +8,7 @@ use std::fmt;
 use bytes::{BufMut, BytesMut};
 
 use crate::command::{Command, Expiry, SetCond};
+use crate::key_op::{ExpireCond, KeyOp};
 use crate::opcode::Opcode;
 use crate::response::{ErrorKind, Response, ValueRef};
 
@@ -185,9 +186,24 @@ pub fn write_response(out: &mut BytesMut, ver: RespVersion, op: Opcode, resp: &R
             write_bulk(out, value);
             write_uint(out, *version);
         }
+        // TYPE answers a status line (`+string`, `+none`).
+        Response::Bulk(value) if op == Opcode::Type => write_simple(out, value),
         Response::Value { value, .. } | Response::Bulk(value) => write_bulk(out, value),
         Response::Int(i) => write_int(out, *i),
         Response::Bool(b) => write_int(out, i64::from(*b)),
+        // SCAN: the first slot is the next cursor, the rest the keys: `[cursor, [keys]]`.
+        Response::Values(vals) if op == Opcode::Scan => {
+            write_array_header(out, 2);
+            let mut it = vals.iter();
+            match it.next() {
+                Some(Some(c)) => write_bulk(out, c.value),
+                _ => write_bulk(out, b"0"),
+            }
+            write_array_header(out, it.len());
+            for v in it {
+                write_bulk(out, v.map_or(&[][..], |v| v.value));
+            }
+        }
         Response::Values(vals) => {
             write_array_header(out, vals.len());
             for v in vals {
@@ -370,6 +386,112 @@ fn for_each_arg<'c>(cmd: &Command<'c>, f: &mut dyn FnMut(Arg<'c>)) {
         Command::ClientSetName { name } => [B(b"CLIENT"), B(b"SETNAME"), B(name)]
             .into_iter()
             .for_each(f),
+        Command::Key { key, op } => key_op_args(key, op, f),
+        Command::MSetNx { pairs } => {
+            f(B(b"MSETNX"));
+            for (k, v) in pairs {
+                f(B(k));
+                f(B(v));
+            }
+        }
+        Command::DbSize => f(B(b"DBSIZE")),
+        Command::Type { key } => [B(b"TYPE"), B(key)].into_iter().for_each(f),
+        Command::Keys { pattern } => [B(b"KEYS"), B(pattern)].into_iter().for_each(f),
+        Command::Scan {
+            cursor,
+            pattern,
+            count,
+            kind,
+        } => {
+            [B(b"SCAN"), U(*cursor), B(b"COUNT"), U(*count)]
+                .into_iter()
+                .for_each(&mut *f);
+            if let Some(p) = pattern {
+                [B(b"MATCH"), B(p)].into_iter().for_each(&mut *f);
+            }
+            if let Some(t) = kind {
+                [B(b"TYPE"), B(t)].into_iter().for_each(&mut *f);
+            }
+        }
+    }
+}
+
+/// The expiry option words of SET/GETEX for `e` (nothing for no expiry).
+fn expiry_args<'c>(e: &Expiry, f: &mut dyn FnMut(Arg<'c>)) {
+    match e {
+        Expiry::None => {}
+        Expiry::KeepTtl => f(Arg::Bytes(b"KEEPTTL")),
+        Expiry::RelativeMs(ms) => [Arg::Bytes(b"PX"), Arg::UInt(*ms)].into_iter().for_each(f),
+        Expiry::AbsoluteUnixMs(ms) => [Arg::Bytes(b"PXAT"), Arg::UInt(*ms)]
+            .into_iter()
+            .for_each(f),
+    }
+}
+
+/// Arguments of a `Command::Key` as a RESP client sends them.
+fn key_op_args<'c>(key: &'c [u8], op: &KeyOp<'c>, f: &mut dyn FnMut(Arg<'c>)) {
+    use Arg::{Bytes as B, Int as I, UInt as U};
+    match op {
+        KeyOp::SetNx { value } => [B(b"SETNX"), B(key), B(value)].into_iter().for_each(f),
+        KeyOp::SetGet {
+            value,
+            expiry,
+            cond,
+        } => {
+            [B(b"SET"), B(key), B(value)].into_iter().for_each(&mut *f);
+            expiry_args(expiry, f);
+            match cond {
+                SetCond::Always => {}
+                SetCond::Nx => f(B(b"NX")),
+                SetCond::Xx => f(B(b"XX")),
+            }
+            f(B(b"GET"));
+        }
+        KeyOp::GetDel => [B(b"GETDEL"), B(key)].into_iter().for_each(f),
+        KeyOp::GetEx { expiry } => {
+            [B(b"GETEX"), B(key)].into_iter().for_each(&mut *f);
+            match expiry {
+                None => {}
+                Some(Expiry::None) => f(B(b"PERSIST")),
+                Some(e) => expiry_args(e, f),
+            }
+        }
+        KeyOp::Strlen => [B(b"STRLEN"), B(key)].into_iter().for_each(f),
+        KeyOp::Append { value } => [B(b"APPEND"), B(key), B(value)].into_iter().for_each(f),
+        KeyOp::GetRange { start, end } => [B(b"GETRANGE"), B(key), I(*start), I(*end)]
+            .into_iter()
+            .for_each(f),
+        KeyOp::SetRange { offset, value } => [B(b"SETRANGE"), B(key), U(*offset), B(value)]
+            .into_iter()
+            .for_each(f),
+        KeyOp::IncrByFloat { delta } => [B(b"INCRBYFLOAT"), B(key), B(delta)]
+            .into_iter()
+            .for_each(f),
+        KeyOp::ExpireWhen { at, cond } => {
+            let (name, t): (&'static [u8], u64) = match at {
+                Expiry::AbsoluteUnixMs(ms) => (b"PEXPIREAT", *ms),
+                Expiry::RelativeMs(ms) => (b"PEXPIRE", *ms),
+                Expiry::None | Expiry::KeepTtl => (b"PEXPIRE", 0),
+            };
+            [B(name), B(key), U(t)].into_iter().for_each(&mut *f);
+            match cond {
+                ExpireCond::Always => {}
+                ExpireCond::Nx => f(B(b"NX")),
+                ExpireCond::Xx => f(B(b"XX")),
+                ExpireCond::Gt => f(B(b"GT")),
+                ExpireCond::Lt => f(B(b"LT")),
+                ExpireCond::XxLt => [B(b"XX"), B(b"LT")].into_iter().for_each(&mut *f),
+            }
+        }
+        KeyOp::ExpireTime { millis } => {
+            let name: &'static [u8] = if *millis {
+                b"PEXPIRETIME"
+            } else {
+                b"EXPIRETIME"
+            };
+            [B(name), B(key)].into_iter().for_each(f)
+        }
+        KeyOp::MemoryUsage => [B(b"MEMORY"), B(b"USAGE"), B(key)].into_iter().for_each(f),
     }
 }
 
@@ -397,151 +519,4 @@ pub fn write_args(out: &mut BytesMut, args: &[&[u8]]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::CommandError;
-    use crate::response::{CoreInfo, Topology};
-    use std::borrow::Cow;
-
-    fn render(f: impl FnOnce(&mut BytesMut)) -> String {
-        let mut out = BytesMut::new();
-        f(&mut out);
-        String::from_utf8(out.to_vec()).unwrap()
-    }
-
-    #[test]
-    fn primitives() {
-        assert_eq!(render(|o| write_simple(o, b"OK")), "+OK\r\n");
-        assert_eq!(render(|o| write_simple(o, b"a\r\nb")), "+a  b\r\n");
-        assert_eq!(render(|o| write_int(o, -42)), ":-42\r\n");
-        assert_eq!(render(|o| write_bulk(o, b"hi")), "$2\r\nhi\r\n");
-        assert_eq!(render(|o| write_bulk(o, b"")), "$0\r\n\r\n");
-        assert_eq!(render(|o| write_null(o, RespVersion::V2)), "$-1\r\n");
-        assert_eq!(render(|o| write_null(o, RespVersion::V3)), "_\r\n");
-        assert_eq!(render(|o| write_null_array(o, RespVersion::V2)), "*-1\r\n");
-        assert_eq!(render(|o| write_array_header(o, 3)), "*3\r\n");
-        assert_eq!(
-            render(|o| write_map_header(o, 2, RespVersion::V2)),
-            "*4\r\n"
-        );
-        assert_eq!(
-            render(|o| write_map_header(o, 2, RespVersion::V3)),
-            "%2\r\n"
-        );
-        assert_eq!(render(|o| write_bool(o, true, RespVersion::V3)), "#t\r\n");
-        assert_eq!(
-            render(|o| write_error_display(o, &CommandError::Syntax)),
-            "-ERR syntax error\r\n"
-        );
-        assert_eq!(
-            render(|o| write_error(o, "ERR bad\r\nthing")),
-            "-ERR bad  thing\r\n"
-        );
-    }
-
-    #[test]
-    fn responses() {
-        let v2 = RespVersion::V2;
-        let get = Opcode::Get;
-        let value = Response::Value {
-            value: b"v",
-            version: 9,
-            ttl_ms: None,
-        };
-        assert_eq!(
-            render(|o| write_response(o, v2, get, &value)),
-            "$1\r\nv\r\n"
-        );
-        assert_eq!(
-            render(|o| write_response(o, v2, Opcode::GetVersion, &value)),
-            "*2\r\n$1\r\nv\r\n:9\r\n"
-        );
-        assert_eq!(
-            render(|o| write_response(o, v2, get, &Response::Nil)),
-            "$-1\r\n"
-        );
-        assert_eq!(
-            render(|o| write_response(o, RespVersion::V3, get, &Response::Nil)),
-            "_\r\n"
-        );
-        assert_eq!(
-            render(|o| write_response(o, v2, Opcode::Expire, &Response::Bool(true))),
-            ":1\r\n"
-        );
-        let vals = Response::Values(vec![
-            Some(ValueRef {
-                value: b"a",
-                version: 1,
-                ttl_ms: None,
-            }),
-            None,
-        ]);
-        assert_eq!(
-            render(|o| write_response(o, v2, Opcode::MGet, &vals)),
-            "*2\r\n$1\r\na\r\n$-1\r\n"
-        );
-        let stats = Response::Stats(vec![(Cow::Borrowed("hits"), 12), ("keys".into(), 0)]);
-        assert_eq!(
-            render(|o| write_response(o, v2, Opcode::Stats, &stats)),
-            "$17\r\nhits:12\r\nkeys:0\r\n\r\n"
-        );
-        let err = Response::error(ErrorKind::Redirect { epoch: 4 }, "stale map");
-        assert_eq!(
-            render(|o| write_response(o, v2, get, &err)),
-            "-REDIRECT 4 stale map\r\n"
-        );
-        let err = Response::from(&CommandError::WrongArity("get"));
-        assert_eq!(
-            render(|o| write_response(o, v2, get, &err)),
-            "-ERR wrong number of arguments for 'get' command\r\n"
-        );
-        let topo = Response::Topology(Topology {
-            node_id: 1,
-            main_port: 7000,
-            cores: vec![CoreInfo {
-                core: 0,
-                port: 7001,
-            }],
-        });
-        assert_eq!(
-            render(|o| write_response(o, RespVersion::V3, Opcode::Topology, &topo)),
-            "%3\r\n$7\r\nnode_id\r\n:1\r\n$9\r\nmain_port\r\n:7000\r\n$5\r\ncores\r\n*1\r\n*2\r\n:0\r\n:7001\r\n"
-        );
-        assert_eq!(
-            render(|o| write_response(o, v2, Opcode::CommandDocs, &Response::Pairs(vec![]))),
-            "*0\r\n"
-        );
-    }
-
-    #[test]
-    fn hello_reply() {
-        let s = render(|o| write_hello(o, RespVersion::V3, 3, 17));
-        assert!(s.starts_with("%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"));
-        assert!(s.contains("$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:17\r\n"));
-        assert!(s.ends_with("$7\r\nmodules\r\n*0\r\n"));
-        let s = render(|o| write_hello(o, RespVersion::V2, 2, 1));
-        assert!(s.starts_with("*14\r\n"));
-    }
-
-    #[test]
-    fn commands() {
-        let cmd = Command::Set {
-            key: b"k",
-            value: b"v",
-            expiry: Expiry::RelativeMs(100),
-            cond: SetCond::Nx,
-            if_version: Some(3),
-            tags: vec![b"t"],
-            get_version: true,
-        };
-        assert_eq!(
-            render(|o| write_command(o, &cmd)),
-            "*11\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$2\r\nPX\r\n$3\r\n100\r\n$2\r\nNX\r\n\
-             $10\r\nIF-VERSION\r\n$1\r\n3\r\n$3\r\nTAG\r\n$1\r\nt\r\n$10\r\nGETVERSION\r\n"
-        );
-        assert_eq!(
-            render(|o| write_args(o, &[b"GET", b"k"])),
-            "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
-        );
-    }
-}
+mod tests;

@@ -40,6 +40,9 @@ pub enum ErrorKind {
     NoProto,
     /// The value is not a decimal 64-bit integer (INCR/DECR), or the result would overflow.
     NotInteger,
+    /// The keys of one command are on different cores or shard groups (MSETNX), as Redis
+    /// Cluster's `CROSSSLOT`.
+    CrossSlot,
 }
 
 impl ErrorKind {
@@ -53,6 +56,7 @@ impl ErrorKind {
             ErrorKind::NoAuth => "NOAUTH",
             ErrorKind::WrongPass => "WRONGPASS",
             ErrorKind::NoProto => "NOPROTO",
+            ErrorKind::CrossSlot => "CROSSSLOT",
             _ => "ERR",
         }
     }

@@ -5,6 +5,7 @@
 use super::args::{upper, ArgList, Args};
 use crate::command::{Command, Credentials, Expiry, SetCond};
 use crate::error::CommandError;
+use crate::key_op::KeyOp;
 use crate::resp::{parse_i64, parse_u64};
 
 /// `SET key value [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL] [NX|XX] [IF-VERSION v] [TAG t]... [GETVERSION]`.
@@ -19,6 +20,7 @@ pub(super) fn parse_set<'a, A: ArgList<'a> + ?Sized>(
     let mut if_version = None;
     let mut tags = Vec::new();
     let mut get_version = false;
+    let mut get = false;
     let mut i = 3;
     while i < a.n {
         let (o, ol) = upper(a.get(i)?);
@@ -82,8 +84,26 @@ pub(super) fn parse_set<'a, A: ArgList<'a> + ?Sized>(
                 get_version = true;
                 i += 1;
             }
+            b"GET" => {
+                get = true;
+                i += 1;
+            }
             _ => return Err(CommandError::Syntax),
         }
+    }
+    if get {
+        // SET ... GET answers the old value; ringcache's own options do not combine with it.
+        if if_version.is_some() || !tags.is_empty() || get_version {
+            return Err(CommandError::Syntax);
+        }
+        return Ok(Command::Key {
+            key,
+            op: KeyOp::SetGet {
+                value,
+                expiry: expiry.unwrap_or(Expiry::None),
+                cond: cond.unwrap_or(SetCond::Always),
+            },
+        });
     }
     Ok(Command::Set {
         key,

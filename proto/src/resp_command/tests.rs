@@ -206,7 +206,7 @@ fn redis_error_texts() {
         "ERR Protocol version is not an integer or out of range"
     );
     assert_eq!(err("select -1"), "ERR DB index is out of range");
-    assert_eq!(err("expire k 1 nx"), "ERR syntax error");
+    assert_eq!(err("expire k 1 bogus"), "ERR Unsupported option bogus");
     assert_eq!(
         err("expire k 9223372036854775807"),
         "ERR invalid expire time in 'expire' command"

@@ -10,7 +10,7 @@ const NOW: u64 = 10_000;
 
 /// A primary core (member 1) and a replica core (member 101) of group 1, core 0 of one, each
 /// with its map; returns them with the primary's link to the replica.
-fn pair() -> (CoreState, CoreState, LinkId) {
+pub(super) fn pair() -> (CoreState, CoreState, LinkId) {
     let m = map(1, 1, 1, 3);
     let mut p = core(0, 1, WriteAck::All);
     let mut r = core(0, 1, WriteAck::All);
@@ -60,7 +60,7 @@ fn deliver(
 
 /// Opens a stream from `p`'s link `id` to `r` over connection `conn`: hello, the replica's
 /// position, `start_stream`. Returns the receiver and the plan.
-fn connect(
+pub(super) fn connect(
     p: &mut CoreState,
     r: &mut CoreState,
     id: LinkId,
@@ -77,7 +77,12 @@ fn connect(
 }
 
 /// Carries what `p` queued on link `id` to `r` and the replica's acks back to `p`.
-fn pump(p: &mut CoreState, r: &mut CoreState, rx: &mut StreamReceiver, id: LinkId) -> Vec<Sent> {
+pub(super) fn pump(
+    p: &mut CoreState,
+    r: &mut CoreState,
+    rx: &mut StreamReceiver,
+    id: LinkId,
+) -> Vec<Sent> {
     {
         let CoreState { repl, shard, .. } = p;
         repl.fill_copy(id, shard, NOW);

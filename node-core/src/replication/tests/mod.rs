@@ -147,4 +147,5 @@ mod end_to_end;
 mod gates;
 mod leaving;
 mod moves;
+mod string_ops;
 mod wakes;
