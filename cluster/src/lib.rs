@@ -20,12 +20,13 @@ mod rebuild;
 mod replica_balance;
 pub mod replication;
 mod ring;
+pub mod stream_auth;
 mod stream_table;
 
 pub use control::{
     decode_body, encode_body, secret_matches, ControlReply, Heartbeat, RemoveRequest,
 };
-pub use hlc::HybridClock;
+pub use hlc::{ClockRefused, HybridClock, MAX_AHEAD_MS};
 pub use map::{
     ClusterMap, Member, MemberId, MemberState, RangeMove, Role, Route, RouteError, ShardGroup,
 };

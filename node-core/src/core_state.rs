@@ -67,6 +67,7 @@ impl CoreState {
                 policy: cfg.policy,
                 max_key_len: cfg.limits.max_key,
                 max_value_len: cfg.limits.max_value,
+                hash_seed: cfg.hash_seed,
                 ..ShardConfig::default()
             },
             now,
@@ -154,6 +155,7 @@ pub(crate) mod test_support {
             repl_timeout_ms: 1000,
             secret: None,
             password: None,
+            hash_seed: ringcache_engine::DEFAULT_HASH_SEED,
         }
     }
 
