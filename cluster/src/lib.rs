@@ -9,6 +9,8 @@
 mod ack_tracker;
 mod backlog;
 pub mod control;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod hlc;
 mod map;
 mod map_display;

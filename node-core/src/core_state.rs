@@ -122,8 +122,8 @@ impl CoreState {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod test_support {
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod test_support {
     //! Cores and maps for the unit tests of this crate.
 
     use super::*;

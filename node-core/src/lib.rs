@@ -15,6 +15,8 @@ pub mod config;
 pub mod core_state;
 pub mod execute;
 pub mod fan_out;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod map_change;
 pub mod plan;
 pub mod redirect;
