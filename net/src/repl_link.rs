@@ -1,8 +1,8 @@
 //! The tasks behind one replication link of a primary core: connect (retrying with backoff
-//! while the link lives), say hello (answering the receiver's challenge for the cluster secret,
-//! see `node_core::replication::handshake`), let the core queue the catch-up, then write whatever the
-//! core queues while a second task reads the peer's acks from a duplicate of the socket. What
-//! to send and what an ack means is the core's (`node-core`) to decide.
+//! while the link lives), say hello (answering the receiver's challenge for the cluster
+//! secret, see `node_core::replication::handshake`), let the core queue the catch-up, then
+//! write whatever the core queues while a second task reads the peer's acks from a duplicate
+//! of the socket. What to send and what an ack means is the core's (`node-core`) to decide.
 
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::time::Duration;
