@@ -34,16 +34,20 @@ async fn run(core: SharedCore, id: LinkId) {
     // Registered before the first session, so no ring from the core is missed.
     let _doorbell = core.doorbell(id);
     let mut backoff = Duration::from_millis(20);
+    // A refused opening is logged as a warning once per run of failed attempts, not at every
+    // retry (a misconfigured secret would otherwise log twice a second per link).
+    let mut warned = false;
     loop {
         let Some((member, addr)) = core.borrow().repl.link(id).map(|l| (l.member, l.addr)) else {
             break;
         };
-        if let Err(e) = session(&core, id).await {
+        if let Err(e) = session(&core, id, &mut warned).await {
             debug!(replica = member, %addr, "replication link: {e}");
         }
         let (was_streaming, again) = core.borrow_mut().repl.session_ended(id);
         if was_streaming {
             backoff = Duration::from_millis(20);
+            warned = false;
         }
         if !again {
             break;
@@ -55,7 +59,7 @@ async fn run(core: SharedCore, id: LinkId) {
     debug!(link = id, "replication link closed");
 }
 
-async fn session(core: &SharedCore, id: LinkId) -> std::io::Result<()> {
+async fn session(core: &SharedCore, id: LinkId, warned: &mut bool) -> std::io::Result<()> {
     let Some((mut opening, addr)) = ({
         let c = core.borrow();
         stream_hello(&c, id).map(|(hello, addr)| (Opening::new(&hello, c.secret.clone()), addr))
@@ -85,7 +89,9 @@ async fn session(core: &SharedCore, id: LinkId) -> std::io::Result<()> {
                     out.clear();
                 }
                 Err(e) => {
-                    warn!(link = id, %addr, "replication stream not opened: {e}");
+                    if !std::mem::replace(warned, true) {
+                        warn!(link = id, %addr, "replication stream not opened: {e} (retrying)");
+                    }
                     return Err(invalid(e));
                 }
             }
