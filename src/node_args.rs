@@ -85,8 +85,10 @@ pub struct NodeArgs {
     /// (a replica that stays silent longer is normally declared dead well before).
     #[arg(long, env = "RINGCACHE_REPL_TIMEOUT_MS", default_value_t = 5000)]
     pub repl_timeout_ms: u64,
-    /// The cluster secret (the balancer's `--cluster-secret`): presented when joining, and
-    /// required of primaries that open a replication stream to this node.
+    /// The cluster secret (the balancer's `--cluster-secret`): presented when joining; peers
+    /// that open a replication or range-move stream to this node prove they hold it (HMAC
+    /// challenge-response, the secret is not sent). With --password and no cluster secret, the
+    /// node takes no stream at all.
     #[arg(long, env = "RINGCACHE_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
     /// Host the balancer and clients reach this node at (default: --bind).

@@ -59,7 +59,6 @@ fn strangers_replication_frames_are_refused_and_change_nothing() {
         primary_cores: 2,
         group: 1,
         moving: false,
-        secret: None,
         epoch: 0,
     });
     let put = encode_op(&ReplOp::Put {

@@ -9,6 +9,8 @@
 mod ack_tracker;
 mod backlog;
 pub mod control;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod hlc;
 mod map;
 mod map_display;
@@ -20,12 +22,13 @@ mod rebuild;
 mod replica_balance;
 pub mod replication;
 mod ring;
+pub mod stream_auth;
 mod stream_table;
 
 pub use control::{
     decode_body, encode_body, secret_matches, ControlReply, Heartbeat, RemoveRequest,
 };
-pub use hlc::HybridClock;
+pub use hlc::{ClockRefused, HybridClock, MAX_AHEAD_MS};
 pub use map::{
     ClusterMap, Member, MemberId, MemberState, RangeMove, Role, Route, RouteError, ShardGroup,
 };

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::ack_tracker::{AckOutcome, AckTracker, LinkId};
 pub use crate::backlog::Backlog;
+pub use crate::stream_auth::{StreamChallenge, StreamProof};
 pub use crate::stream_table::{StreamPosition, StreamTable};
 
 /// How many acknowledgements a write waits for before the client is answered.
@@ -98,7 +99,9 @@ pub enum ReplOp<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tag<'a>(#[serde(borrow, with = "serde_bytes")] pub &'a [u8]);
 
-/// The first frame on a replication connection: who streams, from which core.
+/// The first frame on a replication connection: who streams, from which core. When the receiver
+/// has a cluster secret, the sender proves it holds the same one over these bytes
+/// (`stream_auth`); the secret itself is never sent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamHello {
     /// Identifies the primary core's stream (new at every start of the core).
@@ -111,8 +114,6 @@ pub struct StreamHello {
     pub group: u32,
     /// A range move, not replication: the receiver keeps its own data and answers no position.
     pub moving: bool,
-    /// The cluster secret, when the nodes have one.
-    pub secret: Option<String>,
     /// The epoch of the primary's map when it opened the stream: a replica whose map is older
     /// may simply not have learned of its new place yet.
     pub epoch: u64,

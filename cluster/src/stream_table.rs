@@ -37,6 +37,9 @@ pub struct StreamTable {
     current: Option<(u64, u64)>,
     /// Operations applied since start (reported as the replication position).
     pub applied_total: u64,
+    /// Replicated operations refused since start because their version (or cut) lay too far
+    /// ahead of this core's clock (`HybridClock::believable`).
+    pub clock_refused: u64,
 }
 
 /// Streams remembered per replica core.

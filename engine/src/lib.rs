@@ -38,5 +38,5 @@ pub use error::EngineError;
 pub use kv_block::KvBlock;
 pub use policy::EvictionPolicy;
 pub use replica::EntryView;
-pub use shard::{Shard, ShardConfig, ENTRY_OVERHEAD};
+pub use shard::{Shard, ShardConfig, DEFAULT_HASH_SEED, ENTRY_OVERHEAD};
 pub use stats::Stats;

@@ -21,8 +21,9 @@ pub const ENTRY_OVERHEAD: usize = 56;
 /// Work units one removal counts for in `advance` (a wheel step or a slot check is one).
 const REMOVAL_WORK: usize = 4;
 
-/// Fixed seed so a key hashes the same in every run (reproducible eviction and benchmarks).
-const HASH_SEED: u64 = 0x5eed_cafe_f00d_d00d;
+/// The table seed of `ShardConfig::default()`: fixed, so tests and benchmarks hash a key the
+/// same in every run. A node hands each core a random seed instead (see `ShardConfig::hash_seed`).
+pub const DEFAULT_HASH_SEED: u64 = 0x5eed_cafe_f00d_d00d;
 
 /// How a shard is built.
 #[derive(Clone, Debug)]
@@ -37,6 +38,10 @@ pub struct ShardConfig {
     pub max_value_len: usize,
     /// How long a replicated delete's tombstone is kept, in ms.
     pub tombstone_ttl_ms: u64,
+    /// Seeds the table's key hash. Keys come from clients: a server gives every shard a random
+    /// seed so collisions cannot be prepared offline. Only the table uses it; where a key is
+    /// placed (ring, core) is the cluster-wide `key_hash`, never this.
+    pub hash_seed: u64,
 }
 
 impl Default for ShardConfig {
@@ -47,6 +52,7 @@ impl Default for ShardConfig {
             max_key_len: 64 << 10,
             max_value_len: 8 << 20,
             tombstone_ttl_ms: 60_000,
+            hash_seed: DEFAULT_HASH_SEED,
         }
     }
 }
@@ -106,6 +112,7 @@ impl Shard {
     /// An empty shard; `now` starts its clock.
     pub fn new(config: ShardConfig, now: u64) -> Shard {
         let policy = Policy::new(config.policy);
+        let hasher = foldhash::fast::FixedState::with_seed(config.hash_seed);
         Shard {
             stats: Stats {
                 budget: config.budget_bytes as u64,
@@ -113,7 +120,7 @@ impl Shard {
             },
             config,
             base: now.saturating_sub(1),
-            hasher: foldhash::fast::FixedState::with_seed(HASH_SEED),
+            hasher,
             table: Index::default(),
             slab: Slab::default(),
             policy,

@@ -1,7 +1,8 @@
 //! The tasks behind one replication link of a primary core: connect (retrying with backoff
-//! while the link lives), say hello, let the core queue the catch-up, then write whatever the
-//! core queues while a second task reads the peer's acks from a duplicate of the socket. What
-//! to send and what an ack means is the core's (`node-core`) to decide.
+//! while the link lives), say hello (answering the receiver's challenge for the cluster
+//! secret, see `node_core::replication::handshake`), let the core queue the catch-up, then
+//! write whatever the core queues while a second task reads the peer's acks from a duplicate
+//! of the socket. What to send and what an ack means is the core's (`node-core`) to decide.
 
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::time::Duration;
@@ -10,13 +11,12 @@ use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::{spawn_local, timer::sleep};
-use ringcache_cluster::replication::{StreamHello, StreamPosition};
-use ringcache_cluster::{decode_body, encode_body};
+use ringcache_cluster::replication::StreamPosition;
+use ringcache_node_core::replication::handshake::{stream_hello, Opening};
 use ringcache_node_core::replication::WriteStep;
 use ringcache_node_core::{now_ms, LinkId};
-use ringcache_proto::control::encode_control;
-use ringcache_proto::{decode_frame, Limits, ReplFrame, FLAG_RESPONSE};
-use tracing::{debug, info};
+use ringcache_proto::{decode_frame, Limits, ReplFrame};
+use tracing::{debug, info, warn};
 
 use crate::core_cell::SharedCore;
 
@@ -34,16 +34,20 @@ async fn run(core: SharedCore, id: LinkId) {
     // Registered before the first session, so no ring from the core is missed.
     let _doorbell = core.doorbell(id);
     let mut backoff = Duration::from_millis(20);
+    // A refused opening is logged as a warning once per run of failed attempts, not at every
+    // retry (a misconfigured secret would otherwise log twice a second per link).
+    let mut warned = false;
     loop {
         let Some((member, addr)) = core.borrow().repl.link(id).map(|l| (l.member, l.addr)) else {
             break;
         };
-        if let Err(e) = session(&core, id).await {
+        if let Err(e) = session(&core, id, &mut warned).await {
             debug!(replica = member, %addr, "replication link: {e}");
         }
         let (was_streaming, again) = core.borrow_mut().repl.session_ended(id);
         if was_streaming {
             backoff = Duration::from_millis(20);
+            warned = false;
         }
         if !again {
             break;
@@ -55,56 +59,49 @@ async fn run(core: SharedCore, id: LinkId) {
     debug!(link = id, "replication link closed");
 }
 
-/// The hello link `id` opens its stream with, from the core's current state.
-fn hello(core: &SharedCore, id: LinkId) -> Option<(StreamHello, std::net::SocketAddr)> {
-    let c = core.borrow();
-    let link = c.repl.link(id)?;
-    let hello = StreamHello {
-        stream: c.repl.stream,
-        primary_core: c.id,
-        primary_cores: c.cores,
-        group: c.cluster.as_ref().and_then(|v| v.group).unwrap_or(0),
-        moving: link.filter.is_some(),
-        secret: c.secret.clone(),
-        epoch: c.epoch(),
-    };
-    Some((hello, link.addr))
-}
-
-async fn session(core: &SharedCore, id: LinkId) -> std::io::Result<()> {
-    let Some((hello, addr)) = hello(core, id) else {
+async fn session(core: &SharedCore, id: LinkId, warned: &mut bool) -> std::io::Result<()> {
+    let Some((mut opening, addr)) = ({
+        let c = core.borrow();
+        stream_hello(&c, id).map(|(hello, addr)| (Opening::new(&hello, c.secret.clone()), addr))
+    }) else {
         return Ok(());
     };
     let mut stream = TcpStream::connect_timeout(addr, HANDSHAKE_TIMEOUT).await?;
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
     let mut out = BytesMut::new();
-    encode_control(
-        &mut out,
-        ReplFrame::Hello,
-        false,
-        0,
-        0,
-        &encode_body(&hello),
-    );
+    opening.hello_frame(&mut out);
     stream.write_all(&out).await?;
+    out.clear();
     let limits = Limits::default();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
-    let pos: StreamPosition = loop {
-        if let Some(f) = decode_frame(&buf, &limits).map_err(invalid)? {
-            if ReplFrame::from_u8(f.header.opcode) != Some(ReplFrame::Hello)
-                || f.header.flags & FLAG_RESPONSE == 0
-            {
-                return Err(invalid("the peer answered the hello with another frame"));
+    // The receiver answers with its position, or first with a challenge for the cluster secret.
+    let pos: StreamPosition = 'opening: loop {
+        while let Some(f) = decode_frame(&buf, &limits).map_err(invalid)? {
+            let step = opening.on_frame(&f.header, f.body(&buf), &mut out);
+            let len = f.len();
+            buf.drain(..len);
+            match step {
+                Ok(Some(pos)) => break 'opening pos,
+                Ok(None) => {
+                    stream.write_all(&out).await?;
+                    out.clear();
+                }
+                Err(e) => {
+                    if !std::mem::replace(warned, true) {
+                        warn!(link = id, %addr, "replication stream not opened: {e} (retrying)");
+                    }
+                    return Err(invalid(e));
+                }
             }
-            let pos = decode_body(f.body(&buf)).map_err(invalid)?;
-            buf.drain(..f.len());
-            break pos;
         }
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Err(invalid("the peer closed the connection during the hello"));
+            return Err(invalid(
+                "the peer closed the connection during the hello (see its log: a wrong or \
+                 missing cluster secret, or its map does not name this stream yet)",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
     };

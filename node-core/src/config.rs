@@ -27,4 +27,7 @@ pub struct CoreConfig {
     pub secret: Option<String>,
     /// The password clients must AUTH with, if any.
     pub password: Option<String>,
+    /// Seeds this core's table hash: random per core and per process on a node (keys come from
+    /// clients), fixed in tests. Key placement never depends on it.
+    pub hash_seed: u64,
 }

@@ -70,6 +70,7 @@ impl CoreState {
                 policy: cfg.policy,
                 max_key_len: cfg.limits.max_key,
                 max_value_len: cfg.limits.max_value,
+                hash_seed: cfg.hash_seed,
                 ..ShardConfig::default()
             },
             now,
@@ -125,8 +126,8 @@ impl CoreState {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod test_support {
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod test_support {
     //! Cores and maps for the unit tests of this crate.
 
     use super::*;
@@ -158,6 +159,7 @@ pub(crate) mod test_support {
             repl_timeout_ms: 1000,
             secret: None,
             password: None,
+            hash_seed: ringcache_engine::DEFAULT_HASH_SEED,
         }
     }
 

@@ -18,6 +18,8 @@ pub mod fan_out;
 pub mod glob;
 pub mod key_ops;
 pub mod keyspace;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod map_change;
 pub mod plan;
 pub mod redirect;

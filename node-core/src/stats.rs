@@ -8,7 +8,7 @@ use ringcache_engine::Stats;
 use crate::core_state::CoreState;
 
 /// Per-core replication counters, by STATS name.
-pub const REPL_STATS: [&str; 7] = [
+pub const REPL_STATS: [&str; 8] = [
     "repl_full_copies",
     "repl_backlog_catchups",
     "repl_ack_failures",
@@ -16,6 +16,7 @@ pub const REPL_STATS: [&str; 7] = [
     "repl_caught_up",
     "repl_links",
     "repl_pending_acks",
+    "repl_clock_refused",
 ];
 
 /// One core's STATS: its fields prefixed `core{id}.` and its raw engine counters.
@@ -36,6 +37,7 @@ pub fn core_stats(core: &CoreState) -> (Vec<(String, u64)>, Stats) {
         u64::from(core.serves_reads()),
         core.repl.streaming_links() as u64,
         core.repl.pending_acks() as u64,
+        core.streams.clock_refused,
     ];
     let conns = [
         ("connections", core.open_connections as u64),

@@ -48,6 +48,12 @@ byte_enum! {
         Synced = 0x4b,
         /// Replica to primary, response flag set: everything up to the request id is applied.
         Ack = 0x4c,
+        /// Receiver to sender, response flag set, in answer to a hello when the receiver has a
+        /// cluster secret (body: the challenge, a fresh nonce).
+        Challenge = 0x4d,
+        /// Sender to receiver: the answer to the challenge (body: HMAC-SHA256 over the nonce
+        /// and the hello with the cluster secret).
+        Proof = 0x4e,
     }
 }
 

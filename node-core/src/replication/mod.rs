@@ -6,6 +6,7 @@
 //! ([`Replicator::take_wakes`]).
 
 mod full_copy;
+pub mod handshake;
 mod link;
 mod move_filter;
 

@@ -1,6 +1,7 @@
 //! A primary core and a replica core talking through their bytes, without sockets.
 
 use super::*;
+use crate::replication::handshake;
 
 // ---------------------------------------------------------------------------------------------
 // A primary core and a replica core, without sockets
@@ -24,24 +25,61 @@ pub(super) fn pair() -> (CoreState, CoreState, LinkId) {
     (p, r, links[0])
 }
 
-/// The hello the primary's link task sends (as net's repl_link builds it).
+/// The hello the primary's link task sends.
 fn hello_of(p: &CoreState, id: LinkId) -> StreamHello {
-    let link = p.repl.link(id).expect("link");
-    StreamHello {
-        stream: p.repl.stream,
-        primary_core: p.id,
-        primary_cores: p.cores,
-        group: p.cluster.as_ref().and_then(|v| v.group).unwrap_or(0),
-        moving: link.filter.is_some(),
-        secret: p.secret.clone(),
-        epoch: p.epoch(),
-    }
+    handshake::stream_hello(p, id).expect("link").0
 }
 
 fn hello_bytes(hi: &StreamHello) -> BytesMut {
     let mut out = BytesMut::new();
     encode_control(&mut out, ReplFrame::Hello, false, 0, 0, &encode_body(hi));
     out
+}
+
+/// The challenge nonce of the receivers of these tests.
+const NONCE: [u8; 32] = [9; 32];
+
+/// A receiver on connection `conn` of a node whose clients need no password.
+fn rx(conn: u64) -> StreamReceiver {
+    StreamReceiver::new(conn, NONCE, false)
+}
+
+/// Runs a stream's opening between a sender holding `secret` with hello `hi` and `rx` on `r`:
+/// the hello, then challenge and proof if `r` asks; the position, or why it failed.
+fn handshake_with(
+    secret: Option<&str>,
+    hi: &StreamHello,
+    rx: &mut StreamReceiver,
+    r: &mut CoreState,
+) -> Result<StreamPosition, crate::replica::StreamRefused> {
+    let mut opening = handshake::Opening::new(hi, secret.map(str::to_string));
+    let mut out = BytesMut::new();
+    opening.hello_frame(&mut out);
+    for _ in 0..3 {
+        let answers = deliver(rx, r, &out)?;
+        out.clear();
+        for a in answers {
+            let step = opening.on_frame(&a.header, &a.body, &mut out);
+            let step = step.map_err(|e| crate::replica::StreamRefused {
+                reason: e.to_string(),
+                quiet: false,
+            })?;
+            if let Some(pos) = step {
+                return Ok(pos);
+            }
+        }
+    }
+    panic!("the opening did not end")
+}
+
+/// `handshake_with` from primary `p` (its hello and its secret).
+fn handshake(
+    p: &CoreState,
+    hi: &StreamHello,
+    rx: &mut StreamReceiver,
+    r: &mut CoreState,
+) -> Result<StreamPosition, crate::replica::StreamRefused> {
+    handshake_with(p.secret.as_deref(), hi, rx, r)
 }
 
 /// Feeds every frame of `bytes` to `rx` on core `r`, then ends the batch; returns the answers.
@@ -66,12 +104,9 @@ pub(super) fn connect(
     id: LinkId,
     conn: u64,
 ) -> (StreamReceiver, CatchUp) {
-    let mut rx = StreamReceiver::new(conn);
-    let answers = deliver(&mut rx, r, &hello_bytes(&hello_of(p, id))).expect("accepted");
-    assert_eq!(answers.len(), 1);
-    assert_eq!(answers[0].kind, ReplFrame::Hello);
-    assert_ne!(answers[0].header.flags & FLAG_RESPONSE, 0);
-    let pos: StreamPosition = decode_body(&answers[0].body).expect("a position");
+    let mut rx = rx(conn);
+    let hi = hello_of(p, id);
+    let pos = handshake(p, &hi, &mut rx, r).expect("accepted");
     let plan = p.repl.start_stream(id, &pos).expect("link exists");
     (rx, plan)
 }
@@ -199,15 +234,15 @@ fn a_replica_refuses_a_stream_for_another_group() {
     let (p, mut r, id) = pair();
     let mut hi = hello_of(&p, id);
     hi.group = 2;
-    let mut rx = StreamReceiver::new(1);
-    let err = deliver(&mut rx, &mut r, &hello_bytes(&hi)).expect_err("refused");
+    let mut rx1 = rx(1);
+    let err = handshake(&p, &hi, &mut rx1, &mut r).expect_err("refused");
     assert!(err.reason.contains("shard group 2"), "{}", err.reason);
     assert!(!err.quiet, "same epoch: nothing to wait for");
-    assert!(rx.hello().is_none());
+    assert!(rx1.hello().is_none());
 
     // A primary with a newer map: this member's map is behind, so the refusal is quiet.
     hi.epoch = p.epoch() + 1;
-    let err = deliver(&mut StreamReceiver::new(2), &mut r, &hello_bytes(&hi)).expect_err("refused");
+    let err = handshake(&p, &hi, &mut rx(2), &mut r).expect_err("refused");
     assert!(err.quiet);
 }
 
@@ -215,28 +250,187 @@ fn a_replica_refuses_a_stream_for_another_group() {
 fn a_primary_refuses_a_stream_for_its_own_group() {
     let (mut p, _, id) = pair();
     let hi = hello_of(&p, id);
-    let err = deliver(&mut StreamReceiver::new(1), &mut p, &hello_bytes(&hi)).expect_err("refused");
+    let p2 = p.secret.clone();
+    let err = handshake_with(p2.as_deref(), &hi, &mut rx(1), &mut p).expect_err("refused");
     assert!(err.reason.contains("shard group 1"), "{}", err.reason);
 }
 
 #[test]
-fn a_replica_refuses_a_stream_from_another_core_index_or_with_a_wrong_secret() {
+fn a_replica_refuses_a_stream_from_another_core_index() {
     let (p, mut r, id) = pair();
     // Primary core i streams to replica core i of a node with as many cores.
     let mut hi = hello_of(&p, id);
     hi.primary_core = 1;
-    assert!(deliver(&mut StreamReceiver::new(1), &mut r, &hello_bytes(&hi)).is_err());
+    assert!(handshake(&p, &hi, &mut rx(1), &mut r).is_err());
     let mut hi = hello_of(&p, id);
     hi.primary_cores = 2;
-    assert!(deliver(&mut StreamReceiver::new(1), &mut r, &hello_bytes(&hi)).is_err());
+    assert!(handshake(&p, &hi, &mut rx(1), &mut r).is_err());
+}
 
+#[test]
+fn with_a_cluster_secret_a_stream_opens_only_on_a_proof_made_with_it() {
+    let (mut p, mut r, id) = pair();
     r.secret = Some("s3cret".into());
-    let mut hi = hello_of(&p, id);
-    hi.secret = Some("wrong".into());
-    let err = deliver(&mut StreamReceiver::new(2), &mut r, &hello_bytes(&hi)).expect_err("refused");
-    assert!(err.reason.contains("secret"), "{}", err.reason);
-    hi.secret = Some("s3cret".into());
-    assert!(deliver(&mut StreamReceiver::new(3), &mut r, &hello_bytes(&hi)).is_ok());
+    let hi = hello_of(&p, id);
+    // The hello alone gets a challenge, not a position, and nothing else is taken before the
+    // proof: an operation sent right after the hello closes the stream unapplied.
+    let mut rx1 = rx(1);
+    let mut bytes = hello_bytes(&hi);
+    encode_frame(
+        &mut bytes,
+        ReplFrame::Op,
+        1,
+        Some(&put(b"k", b"v", 10)),
+        &mut Vec::new(),
+    );
+    let err = deliver(&mut rx1, &mut r, &bytes).expect_err("refused");
+    assert!(err.reason.contains("challenge"), "{}", err.reason);
+    assert!(r.shard.get(b"k", NOW).is_none());
+
+    // No secret, or the wrong one: refused, and the sender or the receiver says why.
+    let err = handshake_with(None, &hi, &mut rx(2), &mut r).expect_err("refused");
+    assert!(err.reason.contains("--cluster-secret"), "{}", err.reason);
+    let err = handshake_with(Some("wrong"), &hi, &mut rx(3), &mut r).expect_err("refused");
+    assert!(
+        err.reason.contains("wrong cluster secret"),
+        "{}",
+        err.reason
+    );
+    assert!(rx(3).hello().is_none());
+
+    // A proof is good for its own nonce only: replayed to a receiver with a fresh nonce, it is
+    // refused.
+    let body = encode_body(&hi);
+    let replayed = ringcache_cluster::stream_auth::stream_proof("s3cret", &NONCE, &body);
+    let mut fresh = StreamReceiver::new(4, [1; 32], false);
+    let mut bytes = hello_bytes(&hi);
+    encode_control(
+        &mut bytes,
+        ReplFrame::Proof,
+        false,
+        0,
+        0,
+        &encode_body(&replayed),
+    );
+    let err = deliver(&mut fresh, &mut r, &bytes).expect_err("refused");
+    assert!(
+        err.reason.contains("wrong cluster secret"),
+        "{}",
+        err.reason
+    );
+
+    // The right secret: the stream opens and carries writes.
+    p.secret = Some("s3cret".into());
+    let (mut rx5, plan) = connect(&mut p, &mut r, id, 5);
+    assert_eq!(plan, CatchUp::FullCopy);
+    assert!(rx5.hello().is_some());
+    let mut bytes = BytesMut::new();
+    encode_frame(
+        &mut bytes,
+        ReplFrame::Op,
+        1,
+        Some(&put(b"k", b"v", 10)),
+        &mut Vec::new(),
+    );
+    deliver(&mut rx5, &mut r, &bytes).expect("taken");
+    assert!(r.shard.get(b"k", NOW).is_some());
+}
+
+#[test]
+fn a_node_with_a_password_and_no_cluster_secret_takes_no_stream() {
+    let (p, mut r, id) = pair();
+    let hi = hello_of(&p, id);
+    let mut rx = StreamReceiver::new(1, NONCE, true);
+    let err = handshake(&p, &hi, &mut rx, &mut r).expect_err("refused");
+    assert!(err.reason.contains("--cluster-secret"), "{}", err.reason);
+    assert!(!err.quiet);
+}
+
+#[test]
+fn a_move_stream_is_taken_only_when_the_map_names_a_move_to_this_group() {
+    // Group 1's primary streams to group 2's primary while group 2 joins the ring.
+    let moving = crate::core_state::test_support::joining_map(1, 1);
+    let mut src = core(0, 1, WriteAck::All);
+    let mut dst = core(0, 1, WriteAck::All);
+    let mut replica = core(0, 1, WriteAck::All);
+    assert!(!on_map(&mut src, view(moving.clone(), 1)).is_empty());
+    on_map(&mut dst, view(moving.clone(), 2));
+    on_map(&mut replica, view(moving.clone(), 101));
+    let hi = StreamHello {
+        stream: 5,
+        primary_core: 0,
+        primary_cores: 1,
+        group: 1,
+        moving: true,
+        epoch: moving.epoch,
+    };
+    assert!(handshake(&src, &hi, &mut rx(1), &mut dst).is_ok());
+    // Not to a replica, not from a group that is not on the ring, not to the sender's group.
+    let err = handshake(&src, &hi, &mut rx(2), &mut replica).expect_err("refused");
+    assert!(err.reason.contains("range move"), "{}", err.reason);
+    let stranger = StreamHello {
+        group: 3,
+        ..hi.clone()
+    };
+    assert!(handshake(&src, &stranger, &mut rx(3), &mut dst).is_err());
+    let own = StreamHello {
+        group: 2,
+        ..hi.clone()
+    };
+    assert!(handshake(&src, &own, &mut rx(4), &mut dst).is_err());
+    // Once the move is over, the same stream is refused: no move stream without a move.
+    let mut done = moving.clone();
+    done.moving = None;
+    done.epoch += 1;
+    on_map(&mut dst, view(done, 2));
+    let err = handshake(&src, &hi, &mut rx(5), &mut dst).expect_err("refused");
+    assert!(!err.quiet);
+}
+
+#[test]
+fn an_op_with_a_version_far_ahead_of_the_clock_is_refused_and_counted() {
+    let (mut p, mut r, id) = pair();
+    let (mut rx, _) = connect(&mut p, &mut r, id, 1);
+    let wall = NOW;
+    let before = r.clock.stamp(wall);
+    let far = u64::MAX;
+    let near = (wall + 1) << 20 | 5;
+    let mut bytes = BytesMut::new();
+    let mut scratch = Vec::new();
+    encode_frame(
+        &mut bytes,
+        ReplFrame::Op,
+        1,
+        Some(&put(b"far", b"x", far)),
+        &mut scratch,
+    );
+    let cut = ReplOp::InvalidatePrefix {
+        prefix: b"",
+        cut: far,
+    };
+    encode_frame(&mut bytes, ReplFrame::Op, 2, Some(&cut), &mut scratch);
+    encode_frame(
+        &mut bytes,
+        ReplFrame::Op,
+        3,
+        Some(&put(b"near", b"y", near)),
+        &mut scratch,
+    );
+    deliver(&mut rx, &mut r, &bytes).expect("the stream goes on");
+    assert!(
+        r.shard.get(b"far", NOW).is_none(),
+        "applied with a bogus version"
+    );
+    assert!(
+        r.shard.get(b"near", NOW).is_some(),
+        "the cut from the future was applied"
+    );
+    assert_eq!(r.streams.clock_refused, 2);
+    let after = r.clock.stamp(wall);
+    assert!(after > near && after > before);
+    assert!(ringcache_cluster::HybridClock::physical_ms(after) <= wall + 2);
+    let stats = crate::stats::core_stats(&r).0;
+    assert!(stats.contains(&("core0.repl_clock_refused".to_string(), 2)));
 }
 
 #[test]
@@ -250,7 +444,7 @@ fn an_op_before_the_hello_is_refused() {
         Some(&put(b"k", b"v", 10)),
         &mut Vec::new(),
     );
-    assert!(deliver(&mut StreamReceiver::new(1), &mut r, &bytes).is_err());
+    assert!(deliver(&mut rx(1), &mut r, &bytes).is_err());
     assert!(r.shard.get(b"k", NOW).is_none());
 }
 

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use ringcache_cluster::replication::{
     decode_op, CatchUp, ReplOp, StreamHello, StreamPosition, Tag, WriteAck,
 };
-use ringcache_cluster::{core_for_key, decode_body, encode_body, key_hash, ClusterMap};
+use ringcache_cluster::{core_for_key, encode_body, key_hash, ClusterMap};
 use ringcache_engine::Shard;
 use ringcache_proto::control::encode_control;
 use ringcache_proto::{
