@@ -15,11 +15,11 @@ pub mod config;
 pub mod core_state;
 pub mod execute;
 pub mod fan_out;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod glob;
 pub mod key_ops;
 pub mod keyspace;
-#[cfg(any(test, feature = "fuzzing"))]
-pub mod fuzzing;
 pub mod map_change;
 pub mod plan;
 pub mod redirect;
