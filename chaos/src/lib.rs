@@ -10,7 +10,6 @@ pub mod cluster;
 pub mod counter;
 pub mod counts;
 pub mod error;
-pub mod font;
 pub mod history;
 pub mod linear;
 pub mod netns;

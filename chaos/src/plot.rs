@@ -7,9 +7,9 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::error::{ChaosError, Result};
-use crate::font::{draw_text, text_width};
 use crate::history::{Outcome, NEVER};
 use crate::run::RunReport;
+use ringcache_loadgen::pixel_font::{draw_text, text_width};
 
 const W: u32 = 1400;
 const PANEL_H: u32 = 230;

@@ -9,6 +9,7 @@
 pub mod driver;
 pub mod endpoints;
 pub mod latency;
+pub mod pixel_font;
 pub mod plot;
 pub mod protocol;
 pub mod report;

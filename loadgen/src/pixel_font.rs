@@ -1,5 +1,6 @@
-//! A built-in 5x7 pixel font for the timeline's labels (the approach of loadgen's plot), so
-//! the PNG renders on a bare machine without system fonts.
+//! A built-in 5x7 pixel font for the labels of the PNG plots (loadgen's percentile plot, the
+//! chaos harness's timeline): plotters needs a system font to draw text, and a bare machine has
+//! none.
 
 use plotters::prelude::*;
 
