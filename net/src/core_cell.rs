@@ -95,22 +95,19 @@ impl Drop for CoreMut<'_> {
         if !self.state.repl.has_output() {
             return;
         }
-        let done = self.state.repl.take_done();
-        if !done.is_empty() {
-            let mut gates = self.cell.gates.borrow_mut();
-            for (id, result) in done {
-                // The waiter may have gone (connection closed): nothing to do then.
-                if let Some(tx) = gates.remove(&id) {
-                    let _ = tx.send(result);
-                }
+        let mut gates = self.cell.gates.borrow_mut();
+        self.state.repl.drain_done(|id, result| {
+            // The waiter may have gone (connection closed): nothing to do then.
+            if let Some(tx) = gates.remove(&id) {
+                let _ = tx.send(result);
             }
-        }
+        });
         let doorbells = self.cell.doorbells.borrow();
-        for id in self.state.repl.take_wakes() {
+        self.state.repl.drain_wakes(|id| {
             if let Some(d) = doorbells.get(&id) {
                 d.ring();
             }
-        }
+        });
     }
 }
 

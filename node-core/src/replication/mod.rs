@@ -182,18 +182,37 @@ impl Replicator {
 
     /// Gates that opened since the last call, with how.
     pub fn take_done(&mut self) -> Vec<(GateId, GateResult)> {
-        std::mem::take(&mut self.done)
+        let mut out = Vec::new();
+        self.drain_done(|gate, result| out.push((gate, result)));
+        out
+    }
+
+    /// Hands each gate that opened since the last call to `f`; the queue keeps its capacity,
+    /// so the per-write path allocates nothing here.
+    pub fn drain_done(&mut self, mut f: impl FnMut(GateId, GateResult)) {
+        for (gate, result) in self.done.drain(..) {
+            f(gate, result);
+        }
     }
 
     /// Links whose task must look at them again (new bytes, closing) since the last call.
     pub fn take_wakes(&mut self) -> Vec<LinkId> {
-        let ids = std::mem::take(&mut self.wake);
-        for &id in &ids {
+        let mut out = Vec::new();
+        self.drain_wakes(|id| out.push(id));
+        out
+    }
+
+    /// Hands each link to wake since the last call to `f`; the queue keeps its capacity.
+    pub fn drain_wakes(&mut self, mut f: impl FnMut(LinkId)) {
+        let mut wake = std::mem::take(&mut self.wake);
+        for &id in &wake {
             if let Some(l) = self.link_mut(id) {
                 l.woken = false;
             }
+            f(id);
         }
-        ids
+        wake.clear();
+        self.wake = wake;
     }
 
     /// Whether anything waits for the runtime (gates opened, links to wake).

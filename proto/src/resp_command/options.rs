@@ -32,23 +32,7 @@ pub(super) fn parse_set<'a, A: ArgList<'a> + ?Sized>(
                 if expiry.is_some() {
                     return Err(CommandError::Syntax);
                 }
-                let v = parse_i64(val()?).ok_or(CommandError::NotInteger)?;
-                let scale = if matches!(opt, b"EX" | b"EXAT") {
-                    1000
-                } else {
-                    1
-                };
-                let ms = u64::try_from(v)
-                    .ok()
-                    .filter(|&v| v > 0)
-                    .and_then(|v| v.checked_mul(scale))
-                    .filter(|&ms| ms <= i64::MAX as u64)
-                    .ok_or(CommandError::InvalidExpire("set"))?;
-                expiry = Some(if matches!(opt, b"EX" | b"PX") {
-                    Expiry::RelativeMs(ms)
-                } else {
-                    Expiry::AbsoluteUnixMs(ms)
-                });
+                expiry = Some(super::strings::expiry_option(opt, val()?, "set")?);
                 i += 2;
             }
             b"KEEPTTL" => {
